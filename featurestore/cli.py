@@ -1,0 +1,224 @@
+"""The ``featurestore`` command line.
+
+Every verb works on the repo in the current directory, or on the one named by ``--repo PATH``
+(accepted before or after the verb). Errors print one clear message and exit with status 1;
+usage errors exit with 2.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+import click
+
+from featurestore.errors import FeatureStoreError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _repo_option(func: F) -> F:
+    return click.option(
+        "--repo", "repo", type=click.Path(file_okay=False), default=None,
+        help="Feature repo folder (default: the current directory).",
+    )(func)
+
+
+def _store(ctx: click.Context, repo: str | None) -> Any:
+    from featurestore.store import FeatureStore
+
+    return FeatureStore(repo or ctx.obj.get("repo"))
+
+
+class _Group(click.Group):
+    """Turns project errors into one readable line instead of a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except FeatureStoreError as exc:
+            click.secho(f"Error: {exc}", fg="red", err=True)
+            sys.exit(1)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@_repo_option
+@click.version_option(package_name="featurestore")
+@click.pass_context
+def cli(ctx: click.Context, repo: str | None) -> None:
+    """Declarative features, point-in-time-correct training sets, offline and online stores."""
+    ctx.ensure_object(dict)
+    ctx.obj["repo"] = repo
+
+
+@cli.command()
+@_repo_option
+@click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
+@click.pass_context
+def plan(ctx: click.Context, repo: str | None, as_json: bool) -> None:
+    """Show what 'apply' would change: creates, updates (field by field) and deletes."""
+    store = _store(ctx, repo)
+    result = store.plan()
+    click.echo(json.dumps(result.to_dict(), indent=2) if as_json else result.explain())
+
+
+@cli.command()
+@_repo_option
+@click.option("--allow-destructive", is_flag=True, help="Apply changes that invalidate stored data.")
+@click.pass_context
+def apply(ctx: click.Context, repo: str | None, allow_destructive: bool) -> None:
+    """Validate the repo and apply it to the registry, atomically."""
+    store = _store(ctx, repo)
+    result = store.apply(allow_destructive=allow_destructive)
+    click.echo(result.explain())
+    click.echo("Applied." if result.has_changes else "Nothing to apply.")
+
+
+_KINDS = {
+    "entities": "entity", "views": "feature_view", "feature-views": "feature_view",
+    "services": "feature_service", "feature-services": "feature_service",
+}
+
+
+@cli.command("ls")
+@_repo_option
+@click.argument("kind", required=False, type=click.Choice(sorted(_KINDS)))
+@click.pass_context
+def ls(ctx: click.Context, repo: str | None, kind: str | None) -> None:
+    """List applied objects (all kinds, or one of entities, views, services)."""
+    store = _store(ctx, repo)
+    objects = store.registry.list_objects(store.project, _KINDS[kind] if kind else None)
+    if not objects:
+        click.echo("Nothing applied yet: run 'featurestore apply'.")
+        return
+    rows = [("KIND", "NAME", "VERSION", "DETAIL")]
+    for o in objects:
+        if o.kind == "feature_view":
+            detail = f"{len(o.spec['schema'])} fields, entities {[e['name'] for e in o.spec['entities']]}"
+        elif o.kind == "entity":
+            detail = f"join keys {o.spec['join_keys']}"
+        else:
+            detail = f"{len(o.spec['features'])} views"
+        rows.append((o.kind.replace("_", " "), o.name, f"v{o.version}", detail))
+    _table(rows)
+
+
+@cli.command()
+@_repo_option
+@click.argument("name")
+@click.option("--kind", type=click.Choice(["entity", "feature_view", "feature_service"]), default=None)
+@click.pass_context
+def describe(ctx: click.Context, repo: str | None, name: str, kind: str | None) -> None:
+    """Show an applied object: spec, version, fingerprints, history and runs."""
+    store = _store(ctx, repo)
+    click.echo(json.dumps(store.describe(name, kind), indent=2, default=str))
+
+
+@cli.command()
+@_repo_option
+@click.argument("start")
+@click.argument("end")
+@click.option("--views", "-v", multiple=True, help="Only these views (repeat the option). Default: all.")
+@click.option("--offline", is_flag=True, help="Write the rows into the Parquet offline store.")
+@click.pass_context
+def materialize(
+    ctx: click.Context, repo: str | None, start: str, end: str, views: tuple[str, ...], offline: bool
+) -> None:
+    """Snapshot the views' rows with event time in [START, END) (ISO dates or timestamps, UTC)."""
+    if not offline:
+        raise click.UsageError(
+            "pass --offline to write the Parquet offline store (materialization to an online store "
+            "is not configured in this version)"
+        )
+    from featurestore.timeutil import to_utc
+
+    try:
+        start_ts, end_ts = to_utc(start), to_utc(end)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+    store = _store(ctx, repo)
+    targets = store._select_views(list(views) or None)
+    began = time.monotonic()
+    with click.progressbar(targets, label="Materializing", item_show_func=lambda v: v.name if v else "",
+                           file=sys.stderr) as bar:
+        results = []
+        for view in bar:
+            results.extend(store.materialize_offline(start_ts, end_ts, [view.name]))
+    rows = [("VIEW", "RUN", "ROWS", "SECONDS")]
+    for r in results:
+        rows.append((r.view, r.run_id, str(r.rows), f"{r.seconds:.2f}"))
+    _table(rows)
+    click.echo(f"Materialized {len(results)} view(s) in {time.monotonic() - began:.2f}s.")
+
+
+@cli.command()
+@_repo_option
+@click.option("--view", default=None, help="Only runs of this view.")
+@click.pass_context
+def runs(ctx: click.Context, repo: str | None, view: str | None) -> None:
+    """List materialization runs recorded in the registry."""
+    store = _store(ctx, repo)
+    found = store.offline_runs(view)
+    if not found:
+        click.echo("No runs recorded.")
+        return
+    rows = [("RUN", "VIEW", "KIND", "WINDOW", "STATUS", "ROWS", "MESSAGE")]
+    for r in found:
+        rows.append((r.run_id, r.view, r.kind, f"{r.window_start} .. {r.window_end}", r.status,
+                     "" if r.rows is None else str(r.rows), (r.message or "")[:60]))
+    _table(rows)
+
+
+@cli.command("training-set")
+@_repo_option
+@click.argument("entity_file", type=click.Path(exists=True, dir_okay=False))
+@click.option("--features", "-f", multiple=True, help="A 'view:feature' ref (repeatable).")
+@click.option("--service", "-s", default=None, help="A feature service name instead of --features.")
+@click.option("--timestamp-column", default="event_timestamp", show_default=True)
+@click.option("--full-feature-names", is_flag=True, help="Name columns view__feature.")
+@click.option("--output", "-o", type=click.Path(dir_okay=False), default=None,
+              help="Write Parquet (.parquet) or CSV (.csv) here; default: print the first rows.")
+@click.pass_context
+def training_set(
+    ctx: click.Context, repo: str | None, entity_file: str, features: tuple[str, ...], service: str | None,
+    timestamp_column: str, full_feature_names: bool, output: str | None,
+) -> None:
+    """Build a point-in-time-correct training set from an entity file (Parquet or CSV)."""
+    import polars as pl
+
+    if bool(features) == bool(service):
+        raise click.UsageError("pass either --features (one or more) or --service")
+    entity = pl.read_csv(entity_file, try_parse_dates=True) if entity_file.endswith(".csv") else pl.read_parquet(
+        entity_file
+    )
+    store = _store(ctx, repo)
+    result = store.get_historical_features(
+        entity, service or list(features), full_feature_names=full_feature_names,
+        timestamp_column=timestamp_column,
+    )
+    if output:
+        if output.endswith(".csv"):
+            result.write_csv(output)
+        else:
+            result.write_parquet(output)
+        click.echo(f"Wrote {result.height} rows x {result.width} columns to {output}")
+    else:
+        with pl.Config(tbl_cols=-1, tbl_width_chars=160):
+            click.echo(result.head(10))
+
+
+def _table(rows: Sequence[Sequence[str]]) -> None:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        click.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+
+
+def main() -> None:
+    cli(obj={})
+
+
+if __name__ == "__main__":
+    main()

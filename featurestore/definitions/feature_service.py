@@ -1,0 +1,89 @@
+"""Feature services: a named, versioned set of features that one model consumes."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import KW_ONLY, dataclass, field
+from typing import Any, ClassVar
+
+from featurestore.definitions.base import (
+    Definition,
+    Location,
+    as_tuple,
+    caller_location,
+    check_name,
+    check_text,
+    freeze_tags,
+)
+from featurestore.definitions.feature_view import FeatureView, FeatureViewProjection
+
+
+@dataclass(frozen=True, eq=True)
+class FeatureService(Definition):
+    """Features for one model: whole views or projections ``view[["a", "b"]]``.
+
+    Example::
+
+        fraud_v1 = FeatureService("fraud_v1", features=[user_stats, txn_stats[["amount_7d"]]])
+    """
+
+    kind: ClassVar[str] = "feature_service"
+
+    name: str
+    _: KW_ONLY
+    features: Sequence[FeatureView | FeatureViewProjection] = ()
+    description: str = ""
+    owner: str = ""
+    tags: Mapping[str, str] = field(default_factory=dict)
+    location: Location = field(default_factory=Location, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        loc = self.location if self.location.file else caller_location()
+        object.__setattr__(self, "location", loc)
+        check_name(self.name, kind="feature service", location=loc, obj="FeatureService")
+        obj = f"feature service '{self.name}'"
+        items = as_tuple(self.features, field="features", location=loc, obj=obj)
+        if not items:
+            raise self.error("needs at least one feature view or projection", field="features")
+        projections: list[FeatureViewProjection] = []
+        for item in items:
+            if isinstance(item, FeatureView):
+                projections.append(FeatureViewProjection(item.name, None))
+            elif isinstance(item, FeatureViewProjection):
+                projections.append(item)
+            else:
+                raise self.error(
+                    f"features must be feature views or view[[...]] projections, got {item!r}",
+                    field="features",
+                )
+        views = [p.view_name for p in projections]
+        if len(set(views)) != len(views):
+            raise self.error(f"a feature view is listed twice: {views}", field="features")
+        object.__setattr__(self, "features", tuple(projections))
+        check_text(self.description, field="description", location=loc, obj=obj)
+        check_text(self.owner, field="owner", location=loc, obj=obj)
+        object.__setattr__(self, "tags", freeze_tags(self.tags, location=loc, obj=obj))
+
+    @property
+    def projections(self) -> tuple[FeatureViewProjection, ...]:
+        return tuple(p for p in self.features if isinstance(p, FeatureViewProjection))
+
+    def to_spec(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "features": [p.to_spec() for p in self.projections],
+            "description": self.description,
+            "owner": self.owner,
+            "tags": dict(self.tags),
+        }
+
+    @classmethod
+    def from_spec(cls, spec: dict[str, Any], location: Location | None = None) -> FeatureService:
+        return cls(
+            spec["name"],
+            features=[FeatureViewProjection.from_spec(p) for p in spec["features"]],
+            description=spec.get("description", ""),
+            owner=spec.get("owner", ""),
+            tags=spec.get("tags", {}),
+            location=location or Location("<registry>"),
+        )

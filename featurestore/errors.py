@@ -1,0 +1,76 @@
+"""One error tree for the whole project.
+
+Every error says what failed, where (file, line, field, row) and how to fix it. Errors are marked
+``transient`` when retrying the same call may succeed (a connection dropped), so schedulers can
+decide to retry without parsing messages.
+"""
+
+from __future__ import annotations
+
+
+class FeatureStoreError(Exception):
+    """Root of every error this project raises on purpose."""
+
+    transient: bool = False
+
+
+class DefinitionError(FeatureStoreError):
+    """A feature definition is invalid. Names the file, line and field when known."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        file: str | None = None,
+        line: int | None = None,
+        obj: str | None = None,
+        field: str | None = None,
+    ) -> None:
+        self.file = file
+        self.line = line
+        self.obj = obj
+        self.field = field
+        self.reason = message
+        where = []
+        if file:
+            where.append(f"{file}:{line}" if line else file)
+        if obj:
+            where.append(obj)
+        if field:
+            where.append(f"field '{field}'")
+        prefix = ", ".join(where)
+        super().__init__(f"{prefix}: {message}" if prefix else message)
+
+
+class RepoError(FeatureStoreError):
+    """The repo as a whole is invalid; carries every problem found, not just the first."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        listing = "\n".join(f"  - {p}" for p in problems)
+        noun = "problem" if len(problems) == 1 else "problems"
+        super().__init__(f"the feature repo has {len(problems)} {noun}:\n{listing}")
+
+
+class ConfigError(FeatureStoreError):
+    """featurestore.yaml is missing or invalid."""
+
+
+class RegistryError(FeatureStoreError):
+    """The registry cannot be read or written."""
+
+
+class PlanError(FeatureStoreError):
+    """An apply was refused (for example a destructive change without permission)."""
+
+
+class RetrievalError(FeatureStoreError):
+    """A retrieval request is invalid: bad entity frame, unknown feature, ambiguous names."""
+
+
+class SourceError(FeatureStoreError):
+    """A data source cannot be read (missing file, unreadable format)."""
+
+
+class MaterializationError(FeatureStoreError):
+    """A materialization run failed; nothing of it became visible."""

@@ -1,0 +1,194 @@
+"""Point-in-time-correct training sets, as one DuckDB query over Arrow.
+
+For each entity row ``(keys, ts)`` and each requested view with ``ttl``: the view's row with equal
+keys and ``ts - ttl <= event_ts <= ts`` with the greatest ``event_ts``; ties go to the greatest
+created timestamp, then to the row ingested last. No match gives nulls.
+
+The plan is one ``ASOF LEFT JOIN`` per view. Rows from the offline store are already deduplicated
+(one row per keys and event time), so they join on event time alone. Rows read straight from a
+source join on a struct ``(event, created, ingestion order)``: the ASOF join then picks the winner
+of the tie rules itself, with no separate deduplication pass. The ttl bound is applied after the
+join: if the newest row at or before ``ts`` is older than ``ts - ttl``, nothing in the window is.
+
+Only the join keys and timestamps of the entity frame enter DuckDB; the result comes back ordered by
+row position and is appended to the caller's frame, which is otherwise untouched.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from sqlglot import exp
+
+from featurestore.definitions import FeatureView
+from featurestore.errors import RetrievalError
+from featurestore.offline.sources import EVENT_TS
+from featurestore.offline.store import TIE_KEY, OfflineStore, probe_tie
+from featurestore.timeutil import arrow_to_naive_utc
+from featurestore.types import is_text
+
+if TYPE_CHECKING:
+    import duckdb
+    import pyarrow as pa
+
+ROW_ID = "__row_id"
+ENTITY_TS = "__ts"
+ENTITY_TABLE = "__entity_rows"
+
+
+@dataclass(frozen=True)
+class ViewRequest:
+    """Features wanted from one view, and the names they get in the output."""
+
+    view: FeatureView
+    features: tuple[str, ...]
+    output_names: tuple[str, ...]
+
+
+def point_in_time_join(
+    con: duckdb.DuckDBPyConnection,
+    entity: pa.Table,
+    timestamp_column: str,
+    requests: Sequence[ViewRequest],
+    store: OfflineStore,
+    key_types: dict[str, pa.DataType],
+) -> pa.Table:
+    """Append the requested features to ``entity`` (same rows, same order)."""
+    import pyarrow as pa
+
+    probe = _probe_table(entity, timestamp_column, requests, key_types)
+    con.register(ENTITY_TABLE, probe)
+    try:
+        e = exp.to_table(ENTITY_TABLE, quoted=True, alias="e")
+        select: list[exp.Expr] = []
+        query = exp.select(exp.column(ROW_ID, "e", quoted=True)).from_(e)
+        for i, req in enumerate(requests):
+            alias = f"v{i}"
+            rows, needs_tie = store.view_rows(con, req.view, req.features)
+            keys = req.view.join_keys
+            on: list[exp.Expr] = [
+                exp.EQ(this=exp.column(k, "e", quoted=True), expression=exp.column(k, alias, quoted=True))
+                for k in keys
+            ]
+            probe_ts = exp.column(ENTITY_TS, "e", quoted=True)
+            if needs_tie:
+                on.append(exp.GTE(this=probe_tie(probe_ts), expression=exp.column(TIE_KEY, alias, quoted=True)))
+            else:
+                on.append(exp.GTE(this=probe_ts, expression=exp.column(EVENT_TS, alias, quoted=True)))
+            query = query.join(
+                exp.Subquery(this=rows, alias=exp.TableAlias(this=exp.to_identifier(alias))),
+                on=exp.and_(*on), join_type="ASOF LEFT",
+            )
+            for feat, out in zip(req.features, req.output_names, strict=True):
+                value: exp.Expr = exp.column(feat, alias, quoted=True)
+                if req.view.ttl is not None:
+                    lower = exp.Sub(
+                        this=probe_ts,
+                        expression=exp.Interval(
+                            this=exp.Literal.string(str(_micros(req.view.ttl))),
+                            unit=exp.var("MICROSECONDS"),
+                        ),
+                    )
+                    in_window = exp.GTE(this=exp.column(EVENT_TS, alias, quoted=True), expression=lower)
+                    value = exp.Case(ifs=[exp.If(this=in_window, true=value)])
+                select.append(exp.alias_(value, out, quoted=True))
+        query = query.select(*select).order_by(exp.column(ROW_ID, "e", quoted=True))
+        result = con.sql(query.sql("duckdb")).to_arrow_table()
+    finally:
+        con.unregister(ENTITY_TABLE)
+
+    out = entity
+    by_name = {f.name: f for req in requests for f in req.view.features}
+    for req in requests:
+        for feat, name in zip(req.features, req.output_names, strict=True):
+            column = result.column(name)
+            target = by_name[feat].dtype.to_arrow() if feat in by_name else column.type
+            column = _cast_feature(column, target)
+            out = out.append_column(pa.field(name, target), column)
+    return out
+
+
+def _micros(delta: object) -> int:
+    from datetime import timedelta
+
+    assert isinstance(delta, timedelta)
+    return delta // timedelta(microseconds=1)
+
+
+def _cast_feature(column: pa.ChunkedArray, target: pa.DataType) -> pa.ChunkedArray:
+    import pyarrow as pa
+    import pyarrow.types as pat
+
+    if column.type == target:
+        return column
+    if pat.is_timestamp(target) and pat.is_timestamp(column.type) and column.type.tz is None:
+        return column.cast(pa.timestamp(target.unit)).cast(target)
+    return column.cast(target)
+
+
+def _probe_table(
+    entity: pa.Table, timestamp_column: str, requests: Sequence[ViewRequest], key_types: dict[str, pa.DataType]
+) -> pa.Table:
+    """The slim table DuckDB sees: join keys, the UTC probe time and the row position."""
+    import pyarrow as pa
+    import pyarrow.types as pat
+
+    columns = entity.column_names
+    if timestamp_column not in columns:
+        raise RetrievalError(
+            f"entity_df has no timestamp column {timestamp_column!r}; its columns are {columns}. "
+            "Add the column or pass timestamp_column='<name>'"
+        )
+    ts = entity.column(timestamp_column)
+    if not (pat.is_timestamp(ts.type) or pat.is_date(ts.type)):
+        raise RetrievalError(
+            f"entity_df column {timestamp_column!r} has type {ts.type}; expected a datetime (naive "
+            "values are read as UTC). Convert it, for example with pl.col(...).str.to_datetime()"
+        )
+    if ts.null_count:
+        raise RetrievalError(
+            f"entity_df column {timestamp_column!r} has {ts.null_count} null value(s); every entity row "
+            "needs a timestamp"
+        )
+    arrays: dict[str, pa.ChunkedArray | pa.Array] = {}
+    for req in requests:
+        for key in req.view.join_keys:
+            if key in arrays:
+                continue
+            if key not in columns:
+                raise RetrievalError(
+                    f"entity_df has no column {key!r}, a join key of feature view {req.view.name!r}; "
+                    f"its columns are {columns}"
+                )
+            arrays[key] = _check_key(entity.column(key), key, key_types.get(key), req.view.name)
+    arrays[ENTITY_TS] = arrow_to_naive_utc(ts)
+    arrays[ROW_ID] = pa.array(range(entity.num_rows), pa.int64())
+    return pa.table(arrays)
+
+
+def _check_key(
+    column: pa.ChunkedArray, key: str, source_type: pa.DataType | None, view: str
+) -> pa.ChunkedArray:
+    import pyarrow as pa
+    import pyarrow.types as pat
+
+    typ = column.type
+    if source_type is None:
+        return column
+    if pat.is_dictionary(typ):
+        column = column.cast(typ.value_type)
+        typ = column.type
+    if pat.is_integer(source_type) and pat.is_integer(typ):
+        return column.cast(pa.int64())
+    if is_text(source_type) and is_text(typ):
+        return column.cast(pa.string())
+    if pat.is_null(typ):
+        return column.cast(source_type)
+    if typ == source_type:
+        return column
+    raise RetrievalError(
+        f"entity_df column {key!r} has type {typ}, but feature view {view!r} stores it as "
+        f"{source_type}; cast the column to match"
+    )

@@ -1,0 +1,157 @@
+"""Reading data sources: resolve files, inspect schemas, expose rows to DuckDB.
+
+Every source becomes a DuckDB relation with the same internal columns, so the rest of the engine
+does not care where rows came from:
+
+* ``__event_ts``: the event timestamp as a naive UTC ``TIMESTAMP`` (microseconds);
+* ``__created_ts``: the created timestamp (or the lowest timestamp when the source has none);
+* ``__ord``: ingestion order, files in path order and rows in file order (later wins ties).
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from sqlglot import exp
+
+from featurestore.definitions import FileSource
+from featurestore.errors import SourceError
+
+if TYPE_CHECKING:
+    import duckdb
+    import pyarrow as pa
+
+EVENT_TS = "__event_ts"
+CREATED_TS = "__created_ts"
+ORD = "__ord"
+MIN_TS = "0001-01-01 00:00:00"
+# Row numbers within a file stay below 2**40; the file's position takes the bits above.
+_FILE_SHIFT = 1 << 40
+_EXTENSIONS = {"parquet": (".parquet", ".pq"), "csv": (".csv", ".csv.gz")}
+
+
+def resolve_files(source: FileSource, repo_path: Path) -> list[str]:
+    """The source's files in path order (the order that breaks exact ties)."""
+    raw = os.path.expanduser(source.path)
+    path = raw if os.path.isabs(raw) else str(repo_path / raw)
+    if any(ch in path for ch in "*?["):
+        files = sorted(p for p in glob.glob(path, recursive=True) if os.path.isfile(p))
+    elif os.path.isdir(path):
+        exts = _EXTENSIONS[source.format]
+        files = sorted(
+            os.path.join(d, f)
+            for d, _, names in os.walk(path)
+            for f in names
+            if f.lower().endswith(exts) and not f.startswith((".", "_"))
+        )
+    elif os.path.isfile(path):
+        files = [path]
+    else:
+        files = []
+    if not files:
+        raise SourceError(
+            f"source {source.path!r} ({source.location}): no {source.format} files found at {path}; "
+            "check the path (relative paths start at the repo root) or generate the data first"
+        )
+    return files
+
+
+def source_schema(source: FileSource, repo_path: Path) -> pa.Schema:
+    """Column names and Arrow types of a source, read from file metadata (no data scan)."""
+    import pyarrow as pa
+
+    files = resolve_files(source, repo_path)
+    try:
+        if source.format == "parquet":
+            import pyarrow.parquet as pq
+
+            schema = pq.read_schema(files[0])
+            return pa.schema([schema.field(i).remove_metadata() for i in range(len(schema))])
+        import pyarrow.csv as pcsv
+
+        with pcsv.open_csv(files[0]) as reader:
+            return reader.schema
+    except (OSError, pa.ArrowInvalid) as exc:
+        raise SourceError(f"source {source.path!r}: cannot read {files[0]}: {exc}") from None
+
+
+def _timestamp_expr(column: str, arrow_type: pa.DataType | None) -> exp.Expr:
+    """A column as a naive UTC microsecond TIMESTAMP, whatever its stored form."""
+    col = exp.column(column, quoted=True)
+    return exp.cast(col, exp.DataType.build("TIMESTAMP"))
+
+
+def source_relation(
+    con: duckdb.DuckDBPyConnection,
+    source: FileSource,
+    repo_path: Path,
+    columns: Sequence[str],
+    *,
+    with_order: bool = True,
+) -> exp.Select:
+    """A SELECT over the source giving ``columns`` plus the internal timestamp/order columns.
+
+    Parquet is read by DuckDB directly; CSV files are read with Arrow, one file at a time, so
+    row order within a file is exact.
+    """
+    files = resolve_files(source, repo_path)
+    wanted = [c for c in dict.fromkeys(columns) if c not in (source.timestamp_field,)]
+    select: list[exp.Expr] = [exp.column(c, quoted=True) for c in wanted]
+    select.append(exp.alias_(_timestamp_expr(source.timestamp_field, None), EVENT_TS, quoted=True))
+    if source.created_timestamp_column:
+        created = exp.func(
+            "coalesce",
+            _timestamp_expr(source.created_timestamp_column, None),
+            exp.cast(exp.Literal.string(MIN_TS), exp.DataType.build("TIMESTAMP")),
+        )
+    else:
+        created = exp.cast(exp.Literal.string(MIN_TS), exp.DataType.build("TIMESTAMP"))
+    select.append(exp.alias_(created, CREATED_TS, quoted=True))
+
+    if source.format == "parquet":
+        table: exp.Expr = exp.func(
+            "read_parquet",
+            exp.Array(expressions=[exp.Literal.string(f) for f in files]),
+            exp.EQ(this=exp.column("filename"), expression=exp.true()),
+            exp.EQ(this=exp.column("file_row_number"), expression=exp.true()),
+            exp.EQ(this=exp.column("union_by_name"), expression=exp.true()),
+        )
+        if with_order:
+            position = exp.func(
+                "list_position",
+                exp.Array(expressions=[exp.Literal.string(f) for f in files]),
+                exp.column("filename"),
+            )
+            order = exp.Add(
+                this=exp.Mul(this=position, expression=exp.Literal.number(_FILE_SHIFT)),
+                expression=exp.column("file_row_number"),
+            )
+            select.append(exp.alias_(order, ORD, quoted=True))
+        return exp.select(*select).from_(table)
+
+    name = _register_csv(con, source, files)
+    if with_order:
+        select.append(exp.alias_(exp.column(ORD, quoted=True), ORD, quoted=True))
+    return exp.select(*select).from_(exp.to_table(name, quoted=True))
+
+
+def _register_csv(con: duckdb.DuckDBPyConnection, source: FileSource, files: list[str]) -> str:
+    import pyarrow as pa
+    import pyarrow.csv as pcsv
+
+    tables = []
+    for i, file in enumerate(files):
+        try:
+            table = pcsv.read_csv(file)
+        except (OSError, pa.ArrowInvalid) as exc:
+            raise SourceError(f"source {source.path!r}: cannot read {file}: {exc}") from None
+        order = pa.array(range(i * _FILE_SHIFT, i * _FILE_SHIFT + table.num_rows), pa.int64())
+        tables.append(table.append_column(ORD, order))
+    combined = pa.concat_tables(tables, promote_options="permissive")
+    name = f"__csv_{abs(hash((source.path, tuple(files)))):x}"
+    con.register(name, combined)
+    return name

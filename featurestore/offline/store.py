@@ -1,0 +1,284 @@
+"""The Parquet offline store: immutable, deduplicated snapshots of each view's rows.
+
+Layout: ``<root>/<project>/<view>/run=<run_id>/__date=<YYYY-MM-DD>/*.parquet``. A run writes the
+view's rows with event time in ``[start, end)``, keeping one row per (join keys, event time): the
+winner of the tie rules (greatest created timestamp, then latest ingested). That is all a
+point-in-time join ever needs, so reads from the store need no tie-breaking and join in one ASOF
+pass. Files are written under a temporary name and renamed; the run becomes visible only when the
+registry marks it committed, so a crash never leaves half-visible data.
+
+Reading a view combines committed runs (newest run wins where windows overlap) with the source
+itself for time ranges no run covers; a training set is therefore the same with or without
+materialization.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from sqlglot import exp
+
+from featurestore.definitions import FeatureView
+from featurestore.errors import MaterializationError
+from featurestore.offline.sources import CREATED_TS, EVENT_TS, ORD, source_relation
+from featurestore.plan import storage_fingerprint
+from featurestore.registry import Registry, Run
+from featurestore.timeutil import to_naive_utc
+
+if TYPE_CHECKING:
+    import duckdb
+
+DATE_PART = "__date"
+TIE_KEY = "__tie"
+_MAX_TS = "9999-12-31 23:59:59"
+_MIN_TS = "0001-01-01 00:00:00"
+
+
+@dataclass(frozen=True)
+class RunResult:
+    run_id: str
+    view: str
+    rows: int
+    location: str
+    seconds: float
+
+
+Interval = tuple[datetime | None, datetime | None]  # [lo, hi); None is unbounded
+
+
+class OfflineStore:
+    """Parquet snapshots of feature views under one root folder."""
+
+    def __init__(self, root: Path, project: str, registry: Registry, repo_path: Path) -> None:
+        self.root = root
+        self.project = project
+        self.registry = registry
+        self.repo_path = repo_path
+
+    def view_dir(self, view_name: str) -> Path:
+        return self.root / self.project / view_name
+
+    # -- writing ---------------------------------------------------------------------------------
+
+    def materialize(
+        self, con: duckdb.DuckDBPyConnection, view: FeatureView, start: datetime, end: datetime
+    ) -> RunResult:
+        """Snapshot the view's rows with event time in ``[start, end)`` as one committed run."""
+        start_n, end_n = to_naive_utc(start), to_naive_utc(end)
+        if end_n <= start_n:
+            raise MaterializationError(f"materialize {view.name}: end {end} must be after start {start}")
+        run_id = self.registry.begin_run(
+            self.project, view.name, "offline", window_start=start_n.isoformat(), window_end=end_n.isoformat(),
+            storage_fingerprint=storage_fingerprint(view),
+        )
+        began = time.monotonic()
+        tmp = self.view_dir(view.name) / f"_tmp-{run_id}"
+        final = self.view_dir(view.name) / f"run={run_id}"
+        try:
+            rows = self._write(con, view, start_n, end_n, tmp)
+            if rows:
+                tmp.rename(final)
+            self.registry.finish_run(
+                run_id, status="committed", rows=rows, location=str(final) if rows else None, started=began
+            )
+        except BaseException as exc:
+            shutil.rmtree(tmp, ignore_errors=True)
+            shutil.rmtree(final, ignore_errors=True)
+            self.registry.finish_run(
+                run_id, status="failed", message=f"{type(exc).__name__}: {exc}", started=began
+            )
+            if isinstance(exc, Exception) and not isinstance(exc, MaterializationError):
+                raise MaterializationError(f"materialize {view.name} run {run_id} failed: {exc}") from exc
+            raise
+        return RunResult(run_id, view.name, rows, str(final), time.monotonic() - began)
+
+    def _write(
+        self, con: duckdb.DuckDBPyConnection, view: FeatureView, start: datetime, end: datetime, target: Path
+    ) -> int:
+        assert view.source is not None
+        keys = list(view.join_keys)
+        feats = list(view.feature_names)
+        rel = source_relation(con, view.source, self.repo_path, [*keys, *feats]).subquery("src")
+        window = exp.and_(
+            exp.GTE(this=exp.column(EVENT_TS, quoted=True), expression=_ts_literal(start)),
+            exp.LT(this=exp.column(EVENT_TS, quoted=True), expression=_ts_literal(end)),
+        )
+        rank = exp.Window(
+            this=exp.RowNumber(),
+            partition_by=[exp.column(c, quoted=True) for c in [*keys, EVENT_TS]],
+            order=exp.Order(expressions=[
+                exp.Ordered(this=exp.column(CREATED_TS, quoted=True), desc=True),
+                exp.Ordered(this=exp.column(ORD, quoted=True), desc=True),
+            ]),
+        )
+        query = (
+            exp.select(
+                *[exp.column(c, quoted=True) for c in [*keys, *feats, EVENT_TS]],
+                exp.alias_(exp.cast(exp.column(EVENT_TS, quoted=True), "DATE"), DATE_PART, quoted=True),
+            )
+            .from_(rel)
+            .where(window)
+            .qualify(exp.EQ(this=rank, expression=exp.Literal.number(1)))
+            .order_by(*[exp.column(c, quoted=True) for c in [*keys, EVENT_TS]])
+        )
+        target.parent.mkdir(parents=True, exist_ok=True)
+        copy = exp.Copy(
+            this=query.subquery(),
+            kind=True,
+            files=[exp.Literal.string(str(target))],
+            params=[
+                exp.CopyParameter(this=exp.var("FORMAT"), expression=exp.var("parquet")),
+                exp.CopyParameter(this=exp.var("PARTITION_BY"), expression=exp.Tuple(
+                    expressions=[exp.column(DATE_PART, quoted=True)])),
+            ],
+        )
+        result = con.execute(copy.sql("duckdb")).fetchone()
+        rows = result[0] if result else 0
+        return int(rows)
+
+    # -- reading ---------------------------------------------------------------------------------
+
+    def visible_runs(self, view: FeatureView) -> list[Run]:
+        """Committed runs whose data still matches the view's definition, oldest commit first."""
+        current = storage_fingerprint(view)
+        return [
+            r for r in self.registry.committed_runs(self.project, view.name)
+            if r.storage_fingerprint == current
+        ]
+
+    def view_rows(
+        self, con: duckdb.DuckDBPyConnection, view: FeatureView, columns: Sequence[str]
+    ) -> tuple[exp.Expr, bool]:
+        """The view's rows (join keys, ``columns``, ``__event_ts``) as a DuckDB subquery.
+
+        Returns the query and whether it needs tie-breaking (True when any part comes straight
+        from the source; then a ``__tie`` struct orders rows (event, created, ingestion)).
+        """
+        assert view.source is not None
+        keys = list(view.join_keys)
+        wanted = [*keys, *[c for c in columns if c not in keys]]
+        pieces, remainder = coverage(self.visible_runs(view))
+        needs_tie = bool(remainder)
+        parts: list[exp.Select] = []
+        for run, lo, hi in pieces:
+            if not run.rows or not run.location:
+                continue
+            files = exp.func(
+                "read_parquet",
+                exp.Literal.string(str(Path(run.location) / "**" / "*.parquet")),
+                exp.EQ(this=exp.column("hive_partitioning"), expression=exp.false()),
+            )
+            select: list[exp.Expr] = [exp.column(c, quoted=True) for c in [*wanted, EVENT_TS]]
+            if needs_tie:
+                select.append(exp.alias_(_tie(EVENT_TS, None, None), TIE_KEY, quoted=True))
+            parts.append(exp.select(*select).from_(files).where(_in_interval(lo, hi)))
+        if remainder:
+            src = source_relation(con, view.source, self.repo_path, wanted).subquery("src")
+            select = [exp.column(c, quoted=True) for c in [*wanted, EVENT_TS]]
+            select.append(exp.alias_(_tie(EVENT_TS, CREATED_TS, ORD), TIE_KEY, quoted=True))
+            query = exp.select(*select).from_(src)
+            if remainder != [(None, None)]:
+                query = query.where(exp.or_(*[_in_interval(lo, hi) for lo, hi in remainder]))
+            parts.append(query)
+        if not parts:  # every run was empty and nothing is left to read: an empty relation
+            select = [exp.column(c, quoted=True) for c in [*wanted, EVENT_TS]]
+            src = source_relation(con, view.source, self.repo_path, wanted).subquery("src")
+            return exp.select(*select).from_(src).where(exp.false()), False
+        union: exp.Expr = parts[0]
+        for part in parts[1:]:
+            union = exp.union(union, part, distinct=False)
+        return union, needs_tie
+
+
+def coverage(runs: list[Run]) -> tuple[list[tuple[Run, datetime | None, datetime | None]], list[Interval]]:
+    """Which run serves which time range (newest commit wins), and what no run covers."""
+    covered: list[tuple[datetime, datetime]] = []
+    pieces: list[tuple[Run, datetime | None, datetime | None]] = []
+    for run in sorted(runs, key=lambda r: r.commit_seq or 0, reverse=True):
+        if run.window_start is None or run.window_end is None:
+            continue
+        lo, hi = datetime.fromisoformat(run.window_start), datetime.fromisoformat(run.window_end)
+        for a, b in _subtract((lo, hi), covered):
+            pieces.append((run, a, b))
+        covered = _merge([*covered, (lo, hi)])
+    remainder: list[Interval] = []
+    cursor: datetime | None = None
+    for lo, hi in covered:
+        remainder.append((cursor, lo))
+        cursor = hi
+    remainder.append((cursor, None))
+    return pieces, [(a, b) for a, b in remainder if a is None or b is None or a < b]
+
+
+def _merge(intervals: list[tuple[datetime, datetime]]) -> list[tuple[datetime, datetime]]:
+    out: list[tuple[datetime, datetime]] = []
+    for lo, hi in sorted(intervals):
+        if out and lo <= out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], hi))
+        else:
+            out.append((lo, hi))
+    return out
+
+
+def _subtract(
+    interval: tuple[datetime, datetime], covered: list[tuple[datetime, datetime]]
+) -> list[tuple[datetime, datetime]]:
+    pieces = [interval]
+    for c_lo, c_hi in covered:
+        nxt = []
+        for lo, hi in pieces:
+            if c_hi <= lo or c_lo >= hi:
+                nxt.append((lo, hi))
+                continue
+            if lo < c_lo:
+                nxt.append((lo, c_lo))
+            if c_hi < hi:
+                nxt.append((c_hi, hi))
+        pieces = nxt
+    return pieces
+
+
+def _ts_literal(value: datetime | str) -> exp.Expr:
+    text = value if isinstance(value, str) else value.isoformat(sep=" ")
+    return exp.cast(exp.Literal.string(text), exp.DataType.build("TIMESTAMP"))
+
+
+def _in_interval(lo: datetime | None, hi: datetime | None) -> exp.Expr:
+    col = exp.column(EVENT_TS, quoted=True)
+    conds: list[exp.Expr] = []
+    if lo is not None:
+        conds.append(exp.GTE(this=col, expression=_ts_literal(lo)))
+    if hi is not None:
+        conds.append(exp.LT(this=col, expression=_ts_literal(hi)))
+    return exp.and_(*conds) if conds else exp.true()
+
+
+def _tie(event: str, created: str | None, order: str | None) -> exp.Expr:
+    """The ordering struct (event time, created time, ingestion order); greatest wins."""
+    return exp.Struct(expressions=[
+        exp.PropertyEQ(this=exp.to_identifier("e"), expression=exp.column(event, quoted=True)),
+        exp.PropertyEQ(
+            this=exp.to_identifier("c"),
+            expression=exp.column(created, quoted=True) if created else _ts_literal(_MIN_TS),
+        ),
+        exp.PropertyEQ(
+            this=exp.to_identifier("o"),
+            expression=exp.column(order, quoted=True) if order else exp.cast(exp.Literal.number(0), "BIGINT"),
+        ),
+    ])
+
+
+def probe_tie(ts_column: exp.Expr) -> exp.Expr:
+    """The entity-side struct for the ASOF condition: any row at or before ``ts`` qualifies."""
+    return exp.Struct(expressions=[
+        exp.PropertyEQ(this=exp.to_identifier("e"), expression=ts_column),
+        exp.PropertyEQ(this=exp.to_identifier("c"), expression=_ts_literal(_MAX_TS)),
+        exp.PropertyEQ(this=exp.to_identifier("o"),
+                       expression=exp.cast(exp.Literal.number(2**63 - 1), "BIGINT")),
+    ])

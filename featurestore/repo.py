@@ -1,0 +1,227 @@
+"""Loading a feature repo: import its Python files, collect definitions, check them together.
+
+Each definition checks itself when constructed; this module checks what only the whole repo can
+tell: names that repeat, references to unknown entities or views, and definitions that do not match
+their source's real columns and types. Every problem is reported at once, not only the first.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import os
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from featurestore.definitions import Definition, Entity, FeatureService, FeatureView
+from featurestore.errors import DefinitionError, FeatureStoreError, RepoError, SourceError
+
+# Folders never imported: virtualenvs, caches, tests and the repo's own data.
+_SKIP_DIRS = {"__pycache__", "venv", "env", "site-packages", "node_modules", "tests", "test", "data"}
+
+
+@dataclass
+class RepoContents:
+    """The definitions of a repo, by name."""
+
+    entities: dict[str, Entity] = field(default_factory=dict)
+    feature_views: dict[str, FeatureView] = field(default_factory=dict)
+    feature_services: dict[str, FeatureService] = field(default_factory=dict)
+
+    def all(self) -> Iterator[Definition]:
+        yield from self.entities.values()
+        yield from self.feature_views.values()
+        yield from self.feature_services.values()
+
+    def by_kind(self, kind: str) -> dict[str, Definition]:
+        return {
+            Entity.kind: self.entities,
+            FeatureView.kind: self.feature_views,
+            FeatureService.kind: self.feature_services,
+        }[kind]  # type: ignore[return-value]
+
+
+def repo_python_files(repo_path: Path) -> list[Path]:
+    """The repo's definition files, in a stable order."""
+    found: list[Path] = []
+    for dirpath, dirnames, filenames in os.walk(repo_path):
+        dirnames[:] = sorted(
+            d for d in dirnames
+            if not d.startswith((".", "_")) and d not in _SKIP_DIRS
+            and not (Path(dirpath) / d / "pyvenv.cfg").exists()
+        )
+        for name in sorted(filenames):
+            if name.endswith(".py") and not name.startswith(("test_", ".", "_")) and name != "conftest.py":
+                found.append(Path(dirpath) / name)
+    return found
+
+
+def _module_name(repo_path: Path, file: Path) -> str:
+    rel = file.relative_to(repo_path).with_suffix("")
+    return ".".join(rel.parts)
+
+
+def import_definitions(repo_path: Path) -> list[Definition]:
+    """Import every definition file and return the definitions found at module level."""
+    repo_path = repo_path.resolve()
+    files = repo_python_files(repo_path)
+    names = [_module_name(repo_path, f) for f in files]
+    found: list[Definition] = []
+    seen: set[int] = set()
+    sys.path.insert(0, str(repo_path))
+    # Drop modules left by an earlier load so edited files are read afresh.
+    for mod in [m for m in sys.modules if m in names or any(m.startswith(n + ".") for n in names)]:
+        del sys.modules[mod]
+    importlib.invalidate_caches()
+    try:
+        for file, module_name in zip(files, names, strict=True):
+            try:
+                module = importlib.import_module(module_name)
+            except FeatureStoreError:
+                raise
+            except SyntaxError as exc:
+                raise DefinitionError(f"syntax error: {exc.msg}", file=str(file), line=exc.lineno) from None
+            except Exception as exc:
+                raise DefinitionError(
+                    f"importing the file failed: {type(exc).__name__}: {exc}",
+                    file=str(file), line=_traceback_line(exc, file),
+                ) from exc
+            for value in list(vars(module).values()):
+                if isinstance(value, Entity | FeatureView | FeatureService) and id(value) not in seen:
+                    seen.add(id(value))
+                    found.append(value)
+                    if isinstance(value, FeatureView):
+                        for ent in value.entity_objects:
+                            if id(ent) not in seen:
+                                seen.add(id(ent))
+                                found.append(ent)
+    finally:
+        if sys.path and sys.path[0] == str(repo_path):
+            sys.path.pop(0)
+        for mod in [m for m in sys.modules if m in names]:
+            del sys.modules[mod]
+    return found
+
+
+def _traceback_line(exc: BaseException, file: Path) -> int | None:
+    tb = exc.__traceback__
+    line = None
+    while tb is not None:
+        if Path(tb.tb_frame.f_code.co_filename).resolve() == file.resolve():
+            line = tb.tb_lineno
+        tb = tb.tb_next
+    return line
+
+
+def load_repo(repo_path: Path, *, check_sources: bool = True) -> RepoContents:
+    """Import, collect and validate a repo. Raises ``RepoError`` listing every problem."""
+    definitions = import_definitions(repo_path)
+    return build_contents(definitions, repo_path, check_sources=check_sources)
+
+
+def build_contents(
+    definitions: list[Definition], repo_path: Path, *, check_sources: bool = True
+) -> RepoContents:
+    """Check definitions together and resolve references between them."""
+    problems: list[str] = []
+    contents = RepoContents()
+    for d in definitions:
+        table = contents.by_kind(d.kind)
+        other = table.get(d.name)
+        if other is None:
+            table[d.name] = d
+        elif other != d:
+            problems.append(
+                f"{d.kind.replace('_', ' ')} name {d.name!r} is defined twice: at {other.location} and at "
+                f"{d.location}; names must be unique per kind"
+            )
+
+    # Resolve entity names to Entity objects, so every view knows its join keys.
+    for name, view in list(contents.feature_views.items()):
+        resolved: list[Entity] = []
+        for ent in view.entities:
+            ent_name = ent.name if isinstance(ent, Entity) else ent
+            known = contents.entities.get(ent_name)
+            if known is None:
+                problems.append(
+                    f"{view.location}: feature view {name!r} uses unknown entity {ent_name!r}; "
+                    f"known entities: {sorted(contents.entities) or 'none'}"
+                )
+                continue
+            resolved.append(known)
+        if len(resolved) == len(view.entities):
+            contents.feature_views[name] = dataclasses.replace(view, entities=resolved)
+
+    for name, view in contents.feature_views.items():
+        keys = view.join_keys
+        if len(set(keys)) != len(keys):
+            problems.append(f"{view.location}: feature view {name!r} has repeated join keys {list(keys)}")
+        if check_sources and view.resolved:
+            problems.extend(_check_against_source(view, repo_path))
+
+    for name, service in contents.feature_services.items():
+        for proj in service.projections:
+            target = contents.feature_views.get(proj.view_name)
+            if target is None:
+                problems.append(
+                    f"{service.location}: feature service {name!r} uses unknown feature view "
+                    f"{proj.view_name!r}; known views: {sorted(contents.feature_views) or 'none'}"
+                )
+                continue
+            for feat in proj.features or ():
+                if feat not in target.feature_names:
+                    problems.append(
+                        f"{service.location}: feature service {name!r} uses unknown feature "
+                        f"'{proj.view_name}:{feat}'; the view has {list(target.feature_names)}"
+                    )
+    if problems:
+        raise RepoError(problems)
+    return contents
+
+
+def _check_against_source(view: FeatureView, repo_path: Path) -> list[str]:
+    """Schema, join keys and timestamps must exist in the source with compatible types."""
+    import pyarrow.types as pat
+
+    from featurestore.offline.sources import source_schema
+
+    assert view.source is not None
+    where = f"{view.location}: feature view {view.name!r}"
+    try:
+        schema = source_schema(view.source, repo_path)
+    except SourceError as exc:
+        return [f"{where}: {exc}"]
+    columns = {f.name: f.type for f in schema}
+    listing = ", ".join(f"{n} ({t})" for n, t in columns.items())
+    problems: list[str] = []
+
+    for col, role in (
+        (view.source.timestamp_field, "timestamp_field"),
+        (view.source.created_timestamp_column, "created_timestamp_column"),
+    ):
+        if col is None:
+            continue
+        if col not in columns:
+            problems.append(f"{where}: source {role} {col!r} is not a column of the source; columns: {listing}")
+        elif not (pat.is_timestamp(columns[col]) or pat.is_date(columns[col])):
+            problems.append(
+                f"{where}: source {role} {col!r} has type {columns[col]}, expected a timestamp or date; "
+                "convert it in the source data"
+            )
+    for key in view.join_keys:
+        if key not in columns:
+            problems.append(f"{where}: join key {key!r} is not a column of the source; columns: {listing}")
+    key_fields = {f.name: f for f in view.schema if f.name in view.join_keys}
+    for f in [*view.features, *key_fields.values()]:
+        if f.name not in columns:
+            problems.append(
+                f"{where}: schema field {f.name!r} is not a column of the source; columns: {listing}"
+            )
+        elif not f.dtype.accepts(columns[f.name]):
+            problems.append(
+                f"{where}: schema field {f.name!r} is declared {f.dtype!r} but the source column has type "
+                f"{columns[f.name]}; change the declared type or convert the column"
+            )
+    return problems

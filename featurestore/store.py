@@ -1,0 +1,312 @@
+"""``FeatureStore``: the Python entry point to one feature repo.
+
+A thin facade: it wires the config, registry and offline store together and delegates the work to
+``repo``, ``plan`` and ``offline``. Reads (training sets, listings) use what was *applied* to the
+registry, not the files on disk, so a notebook sees exactly what ``apply`` published.
+
+Example::
+
+    store = FeatureStore("feature_repo")
+    store.apply()
+    training = store.get_historical_features(entity_df, features=["user_profile:age"])
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from datetime import date, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from featurestore.config import RepoConfig, load_config
+from featurestore.definitions import (
+    Definition,
+    Entity,
+    FeatureService,
+    FeatureView,
+    definition_from_spec,
+)
+from featurestore.errors import RetrievalError
+from featurestore.plan import Plan, apply_plan, make_plan
+from featurestore.registry import Registry, Run
+from featurestore.repo import RepoContents, load_repo
+
+if TYPE_CHECKING:
+    import duckdb
+    import polars as pl
+    import pyarrow as pa
+
+    from featurestore.offline.retrieval import ViewRequest
+    from featurestore.offline.store import OfflineStore, RunResult
+
+Features = Sequence[str] | FeatureService | str
+
+
+class FeatureStore:
+    """One feature repo: its config, registry and stores."""
+
+    def __init__(self, repo_path: str | os.PathLike[str] | None = None) -> None:
+        self.config: RepoConfig = load_config(repo_path)
+        self.repo_path: Path = self.config.repo_path
+        self.project: str = self.config.project
+        self.registry = Registry(self.config.registry_path)
+
+    def __repr__(self) -> str:
+        return f"FeatureStore(project={self.project!r}, repo={str(self.repo_path)!r})"
+
+    # -- definitions, plan and apply -------------------------------------------------------------
+
+    def load(self) -> RepoContents:
+        """Import and validate the repo's definition files (nothing is written)."""
+        return load_repo(self.repo_path)
+
+    def plan(self, contents: RepoContents | None = None) -> Plan:
+        """The diff between the repo's files and the registry."""
+        contents = contents if contents is not None else self.load()
+        return make_plan(self.project, self.registry.list_objects(self.project), contents)
+
+    def apply(self, *, allow_destructive: bool = False, contents: RepoContents | None = None) -> Plan:
+        """Validate the repo and apply it atomically: every change, or (on any error) none.
+
+        The plan is recomputed inside the registry's write lock, so two concurrent applies are
+        serialised and each sees the other's result.
+        """
+        contents = contents if contents is not None else self.load()
+        with self.registry.transaction() as tx:
+            plan = make_plan(self.project, tx.list_objects(self.project), contents)
+            apply_plan(tx, plan, allow_destructive=allow_destructive)
+        return plan
+
+    # -- registry reads --------------------------------------------------------------------------
+
+    def _objects(self, kind: str) -> list[Any]:
+        return [definition_from_spec(kind, o.spec) for o in self.registry.list_objects(self.project, kind)]
+
+    def list_entities(self) -> list[Entity]:
+        return self._objects(Entity.kind)
+
+    def list_feature_views(self) -> list[FeatureView]:
+        return self._objects(FeatureView.kind)
+
+    def list_feature_services(self) -> list[FeatureService]:
+        return self._objects(FeatureService.kind)
+
+    def _get(self, kind: str, name: str) -> Definition:
+        obj = self.registry.get_object(self.project, kind, name)
+        if obj is None:
+            known = [o.name for o in self.registry.list_objects(self.project, kind)]
+            label = kind.replace("_", " ")
+            hint = f"applied {label}s: {known}" if known else "nothing applied yet: run 'featurestore apply'"
+            raise RetrievalError(f"unknown {label} {name!r}; {hint}")
+        return definition_from_spec(kind, obj.spec)
+
+    def get_entity(self, name: str) -> Entity:
+        return self._get(Entity.kind, name)  # type: ignore[return-value]
+
+    def get_feature_view(self, name: str) -> FeatureView:
+        return self._get(FeatureView.kind, name)  # type: ignore[return-value]
+
+    def get_feature_service(self, name: str) -> FeatureService:
+        return self._get(FeatureService.kind, name)  # type: ignore[return-value]
+
+    def describe(self, name: str, kind: str | None = None) -> dict[str, Any]:
+        """Everything the registry knows of one object: spec, version, fingerprints, history."""
+        kinds = [kind] if kind else ["feature_view", "feature_service", "entity"]
+        for k in kinds:
+            obj = self.registry.get_object(self.project, k, name)
+            if obj is not None:
+                info: dict[str, Any] = {
+                    "kind": k, "name": name, "version": obj.version,
+                    "data_fingerprint": obj.data_fingerprint,
+                    "metadata_fingerprint": obj.metadata_fingerprint,
+                    "created_at": obj.created_at, "updated_at": obj.updated_at,
+                    "spec": obj.spec,
+                    "history": self.registry.object_versions(self.project, k, name),
+                }
+                if k == "feature_view":
+                    info["offline_runs"] = [
+                        {"run_id": r.run_id, "window": [r.window_start, r.window_end], "rows": r.rows,
+                         "status": r.status}
+                        for r in self.registry.runs(self.project, name)
+                    ]
+                return info
+        objs = self.registry.list_objects(self.project)
+        raise RetrievalError(
+            f"no applied object named {name!r}; applied: {sorted(o.name for o in objs) or 'none'}"
+        )
+
+    # -- offline store ---------------------------------------------------------------------------
+
+    def _offline(self) -> OfflineStore:
+        from featurestore.offline.store import OfflineStore
+
+        return OfflineStore(self.config.offline_store_path, self.project, self.registry, self.repo_path)
+
+    def _duckdb(self) -> duckdb.DuckDBPyConnection:
+        import duckdb
+
+        con = duckdb.connect()
+        con.execute("SET TimeZone = 'UTC'")
+        return con
+
+    def materialize_offline(
+        self,
+        start: datetime | date | str,
+        end: datetime | date | str,
+        views: Sequence[str] | None = None,
+        *,
+        progress: Any = None,
+    ) -> list[RunResult]:
+        """Snapshot each view's rows with event time in ``[start, end)`` into the offline store.
+
+        Each view is one run, visible once committed. Re-running a window supersedes the older run.
+        """
+        from featurestore.timeutil import to_utc
+
+        start_utc, end_utc = to_utc(start), to_utc(end)
+        targets = self._select_views(views)
+        store = self._offline()
+        results = []
+        con = self._duckdb()
+        try:
+            for view in targets:
+                if progress is not None:
+                    progress(view.name)
+                results.append(store.materialize(con, view, start_utc, end_utc))
+        finally:
+            con.close()
+        return results
+
+    def offline_runs(self, view: str | None = None) -> list[Run]:
+        return self.registry.runs(self.project, view)
+
+    def _select_views(self, names: Sequence[str] | None) -> list[FeatureView]:
+        views = {v.name: v for v in self.list_feature_views()}
+        if not views:
+            raise RetrievalError("no feature views applied yet: run 'featurestore apply' first")
+        if not names:
+            return list(views.values())
+        unknown = [n for n in names if n not in views]
+        if unknown:
+            raise RetrievalError(f"unknown feature view(s) {unknown}; applied views: {sorted(views)}")
+        return [views[n] for n in names]
+
+    # -- training sets ---------------------------------------------------------------------------
+
+    def get_historical_features(
+        self,
+        entity_df: Any,
+        features: Features,
+        *,
+        full_feature_names: bool = False,
+        timestamp_column: str = "event_timestamp",
+    ) -> pl.DataFrame:
+        """A point-in-time-correct training set: ``entity_df`` with the features appended.
+
+        ``entity_df`` is a Polars, pandas or Arrow table with the views' join keys and a timestamp
+        column (naive timestamps are UTC). Every row is kept, in order, duplicates included.
+        ``features`` is a list of ``"view:feature"`` refs, a ``FeatureService`` or its name.
+        Feature columns are named ``feature``, or ``view__feature`` with ``full_feature_names``.
+        """
+        import polars as pl
+
+        from featurestore.offline.retrieval import point_in_time_join
+        from featurestore.offline.sources import source_schema
+
+        entity = to_arrow_table(entity_df)
+        requests = self.resolve_features(features, full_feature_names=full_feature_names)
+        clashes = sorted({n for r in requests for n in r.output_names} & set(entity.column_names))
+        if clashes:
+            raise RetrievalError(
+                f"entity_df already has column(s) {clashes} that a requested feature would overwrite; "
+                "rename them or pass full_feature_names=True"
+            )
+        key_types: dict[str, pa.DataType] = {}
+        for req in requests:
+            assert req.view.source is not None
+            schema = source_schema(req.view.source, self.repo_path)
+            for key in req.view.join_keys:
+                key_types.setdefault(key, schema.field(key).type)
+        con = self._duckdb()
+        try:
+            table = point_in_time_join(con, entity, timestamp_column, requests, self._offline(), key_types)
+        finally:
+            con.close()
+        result = pl.from_arrow(table)
+        assert isinstance(result, pl.DataFrame)
+        return result
+
+    def resolve_features(self, features: Features, *, full_feature_names: bool = False) -> list[ViewRequest]:
+        """Turn refs or a feature service into per-view requests, with clear errors."""
+        from featurestore.offline.retrieval import ViewRequest
+
+        views = {v.name: v for v in self.list_feature_views()}
+        wanted: dict[str, list[str]] = {}
+        if isinstance(features, FeatureService) or (isinstance(features, str) and ":" not in features):
+            service = features if isinstance(features, FeatureService) else self.get_feature_service(features)
+            for proj in service.projections:
+                if proj.view_name not in views:
+                    raise RetrievalError(
+                        f"feature service {service.name!r} uses feature view {proj.view_name!r}, which is "
+                        "not applied; run 'featurestore apply'"
+                    )
+                wanted[proj.view_name] = list(proj.features or views[proj.view_name].feature_names)
+        else:
+            if isinstance(features, str):
+                features = [features]
+            if not features:
+                raise RetrievalError("no features requested: pass refs like ['view:feature'] or a feature service")
+            for ref in features:
+                if not isinstance(ref, str) or ref.count(":") != 1:
+                    raise RetrievalError(f"feature ref {ref!r} must look like 'view:feature'")
+                view_name, feat = ref.split(":")
+                if view_name not in views:
+                    raise RetrievalError(
+                        f"feature ref {ref!r}: unknown feature view {view_name!r}; applied views: {sorted(views)}"
+                    )
+                if feat not in views[view_name].feature_names:
+                    raise RetrievalError(
+                        f"feature ref {ref!r}: view {view_name!r} has no feature {feat!r}; its features: "
+                        f"{list(views[view_name].feature_names)}"
+                    )
+                if feat in wanted.setdefault(view_name, []):
+                    raise RetrievalError(f"feature ref {ref!r} is listed twice")
+                wanted[view_name].append(feat)
+
+        requests = []
+        seen: dict[str, str] = {}
+        for view_name, feats in wanted.items():
+            outs = tuple(f"{view_name}__{f}" if full_feature_names else f for f in feats)
+            for f, out in zip(feats, outs, strict=True):
+                if out in seen:
+                    raise RetrievalError(
+                        f"feature name {out!r} comes from both {seen[out]!r} and '{view_name}:{f}'; "
+                        "pass full_feature_names=True to get view-prefixed names"
+                    )
+                seen[out] = f"{view_name}:{f}"
+            requests.append(ViewRequest(views[view_name], tuple(feats), outs))
+        return requests
+
+
+def to_arrow_table(data: Any) -> pa.Table:
+    """Accept Polars (eager or lazy), pandas or Arrow input as an Arrow table."""
+    import pyarrow as pa
+
+    if isinstance(data, pa.Table):
+        return data
+    if isinstance(data, pa.RecordBatch):
+        return pa.Table.from_batches([data])
+    module = type(data).__module__
+    if module.startswith("polars"):
+        import polars as pl
+
+        if isinstance(data, pl.LazyFrame):
+            data = data.collect()
+        if isinstance(data, pl.DataFrame):
+            return data.to_arrow()
+    if module.startswith("pandas"):
+        return pa.Table.from_pandas(data, preserve_index=False)
+    raise RetrievalError(
+        f"entity_df must be a Polars, pandas or Arrow table, got {type(data).__name__}"
+    )

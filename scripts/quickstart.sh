@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Install, generate the example data, apply feature_repo/ and print a training set.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+.venv/bin/python feature_repo/generate_data.py
+.venv/bin/featurestore --repo feature_repo plan
+.venv/bin/featurestore --repo feature_repo apply
+.venv/bin/featurestore --repo feature_repo materialize --offline 2026-01-01 2026-04-01
+.venv/bin/python feature_repo/quickstart.py
