@@ -30,8 +30,8 @@ class DType:
         raise NotImplementedError
 
 
-_INT_WIDTH = {"Int32": 32, "Int64": 64}
-_FLOAT_WIDTH = {"Float32": 32, "Float64": 64}
+_INT_WIDTH = ("Int32", "Int64")
+_FLOAT_WIDTH = ("Float32", "Float64")
 
 
 @dataclass(frozen=True, slots=True, repr=False)
@@ -56,14 +56,12 @@ class PrimitiveType(DType):
 
         if t.is_null(arrow_type):
             return True
+        # Numbers may be narrowed to the declared width (as Feast does); an integer that does not
+        # fit fails loudly when cast at retrieval instead of wrapping around.
         if self.name in _INT_WIDTH:
-            return (t.is_signed_integer(arrow_type) and arrow_type.bit_width <= _INT_WIDTH[self.name]) or (
-                t.is_unsigned_integer(arrow_type) and arrow_type.bit_width < _INT_WIDTH[self.name]
-            )
+            return bool(t.is_integer(arrow_type))
         if self.name in _FLOAT_WIDTH:
-            return (t.is_floating(arrow_type) and arrow_type.bit_width <= _FLOAT_WIDTH[self.name]) or t.is_integer(
-                arrow_type
-            ) or t.is_decimal(arrow_type)
+            return bool(t.is_floating(arrow_type) or t.is_integer(arrow_type) or t.is_decimal(arrow_type))
         if self.name == "String":
             return is_text(arrow_type) or t.is_dictionary(arrow_type)
         if self.name == "Bool":

@@ -44,7 +44,9 @@ def caller_location() -> Location:
     frame = sys._getframe(1)
     while frame is not None:
         filename = os.path.abspath(frame.f_code.co_filename)
-        if not filename.startswith(_PACKAGE_DIR + os.sep) and not filename.startswith("<frozen"):
+        # Skip this package and generated code (dataclass __init__ runs from "<string>").
+        code_file = frame.f_code.co_filename
+        if not filename.startswith(_PACKAGE_DIR + os.sep) and not code_file.startswith("<"):
             return Location(_display_path(filename), frame.f_lineno)
         frame = frame.f_back  # type: ignore[assignment]
     return Location()
@@ -151,5 +153,5 @@ class Definition:
         """An error about this definition, pointing at the line that built it."""
         return DefinitionError(
             message, file=self.location.file, line=self.location.line,
-            obj=f"{self.kind} '{self.name}'", field=field,
+            obj=f"{self.kind.replace('_', ' ')} '{self.name}'", field=field,
         )

@@ -130,7 +130,7 @@ class OfflineStore:
         target.parent.mkdir(parents=True, exist_ok=True)
         copy = exp.Copy(
             this=query.subquery(),
-            kind=True,
+            kind=False,  # COPY ... TO
             files=[exp.Literal.string(str(target))],
             params=[
                 exp.CopyParameter(this=exp.var("FORMAT"), expression=exp.var("parquet")),
