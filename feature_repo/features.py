@@ -50,7 +50,7 @@ user_transactions = FeatureView(
         Field("distinct_merchants_7d", Int64),
         Field("foreign_txn_ratio_30d", Float64),
     ],
-    ttl=timedelta(days=2),
+    ttl=timedelta(days=7),
     description="Daily transaction aggregates per user.",
     owner="risk@example.com",
     tags={"team": "risk"},
@@ -72,7 +72,7 @@ user_web_sessions = FeatureView(
         Field("cart_abandon_rate_30d", Float64),
         Field("days_since_last_login", Int64),
     ],
-    ttl=timedelta(days=1),
+    ttl=timedelta(days=7),
     description="Daily web-session aggregates per user.",
     owner="growth@example.com",
 )
