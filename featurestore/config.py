@@ -76,7 +76,7 @@ def load_config(repo_path: str | os.PathLike[str] | None = None) -> RepoConfig:
             raise ConfigError(f"{file}: unknown key {key!r}; valid keys are {', '.join(sorted(KEYS))}")
 
     project = raw.get("project")
-    if not isinstance(project, str) or not _PROJECT_RE.match(project):
+    if not isinstance(project, str) or not _PROJECT_RE.fullmatch(project):
         raise ConfigError(
             f"{file}: 'project' must be a name of letters, digits and underscores starting with a "
             f"letter, got {project!r}"

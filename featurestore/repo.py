@@ -68,12 +68,11 @@ def import_definitions(repo_path: Path) -> list[Definition]:
     repo_path = repo_path.resolve()
     files = repo_python_files(repo_path)
     names = [_module_name(repo_path, f) for f in files]
+    before = set(sys.modules)
     found: list[Definition] = []
     seen: set[int] = set()
     sys.path.insert(0, str(repo_path))
     # Drop modules left by an earlier load so edited files are read afresh.
-    for mod in [m for m in sys.modules if m in names or any(m.startswith(n + ".") for n in names)]:
-        del sys.modules[mod]
     importlib.invalidate_caches()
     try:
         for file, module_name in zip(files, names, strict=True):
@@ -82,7 +81,9 @@ def import_definitions(repo_path: Path) -> list[Definition]:
             except FeatureStoreError:
                 raise
             except SyntaxError as exc:
-                raise DefinitionError(f"syntax error: {exc.msg}", file=str(file), line=exc.lineno) from None
+                raise DefinitionError(
+                    f"syntax error: {exc.msg}", file=exc.filename or str(file), line=exc.lineno
+                ) from None
             except Exception as exc:
                 raise DefinitionError(
                     f"importing the file failed: {type(exc).__name__}: {exc}",
@@ -100,8 +101,13 @@ def import_definitions(repo_path: Path) -> list[Definition]:
     finally:
         if sys.path and sys.path[0] == str(repo_path):
             sys.path.pop(0)
-        for mod in [m for m in sys.modules if m in names]:
-            del sys.modules[mod]
+        # Forget the repo's own modules (packages included), so the next load, of this repo after
+        # an edit or of another repo with the same file names, imports afresh.
+        for mod in set(sys.modules) - before:
+            origin = getattr(sys.modules[mod], "__file__", None) or ""
+            paths = list(getattr(sys.modules[mod], "__path__", []) or [])
+            if any(str(p).startswith(str(repo_path)) for p in [origin, *paths] if p):
+                del sys.modules[mod]
     return found
 
 
@@ -213,7 +219,7 @@ def _check_against_source(view: FeatureView, repo_path: Path) -> list[str]:
     for key in view.join_keys:
         if key not in columns:
             problems.append(f"{where}: join key {key!r} is not a column of the source; columns: {listing}")
-    key_fields = {f.name: f for f in view.schema if f.name in view.join_keys}
+    key_fields = {f.name: f for f in view.schema if f.name in view.join_keys and f.name in columns}
     for f in [*view.features, *key_fields.values()]:
         if f.name not in columns:
             problems.append(

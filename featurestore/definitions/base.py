@@ -67,7 +67,7 @@ def check_name(name: object, *, kind: str, location: Location, field: str = "nam
             f"{field} must be a string, got {type(name).__name__}",
             file=location.file, line=location.line, obj=obj or kind, field=field,
         )
-    if not _NAME_RE.match(name):
+    if not _NAME_RE.fullmatch(name):
         raise DefinitionError(
             f"{name!r} is not a valid {kind} name: use letters, digits and underscores, starting "
             "with a letter or underscore, at most 63 characters",
@@ -148,6 +148,9 @@ class Definition:
     @property
     def metadata_fingerprint(self) -> str:
         return fingerprint(self.metadata_spec())
+
+    def __hash__(self) -> int:
+        return hash((self.kind, self.name, self.data_fingerprint, self.metadata_fingerprint))
 
     def error(self, message: str, *, field: str | None = None) -> DefinitionError:
         """An error about this definition, pointing at the line that built it."""

@@ -26,6 +26,8 @@ class Entity(Definition):
         user = Entity("user", join_keys=["user_id"], description="A registered customer")
     """
 
+    __hash__ = Definition.__hash__  # tags are a read-only mapping; hash the fingerprints instead
+
     kind: ClassVar[str] = "entity"
 
     name: str

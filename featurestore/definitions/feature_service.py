@@ -27,6 +27,8 @@ class FeatureService(Definition):
         fraud_v1 = FeatureService("fraud_v1", features=[user_stats, txn_stats[["amount_7d"]]])
     """
 
+    __hash__ = Definition.__hash__  # tags are a read-only mapping; hash the fingerprints instead
+
     kind: ClassVar[str] = "feature_service"
 
     name: str

@@ -32,6 +32,9 @@ class Field:
     description: str = ""
     tags: Mapping[str, str] = field(default_factory=dict)
 
+    def __hash__(self) -> int:
+        return hash((self.name, self.dtype, self.description, tuple(self.tags.items())))
+
     def __post_init__(self) -> None:
         loc = caller_location()
         check_name(self.name, kind="field", location=loc, obj="Field")
@@ -84,6 +87,8 @@ class FeatureView(Definition):
             schema=[Field("age", Int64), Field("country", String)], ttl=timedelta(days=30),
         )
     """
+
+    __hash__ = Definition.__hash__  # tags are a read-only mapping; hash the fingerprints instead
 
     kind: ClassVar[str] = "feature_view"
 
@@ -141,7 +146,7 @@ class FeatureView(Definition):
 
         if self.ttl is not None:
             if not isinstance(self.ttl, timedelta):
-                raise self.error(f"ttl must be a datetime.timedelta or None, got {self.ttl!r}", field="ttl")
+                raise self.error(f"ttl must be a datetime.timedelta or None (no limit), got {self.ttl!r}", field="ttl")
             if self.ttl <= timedelta(0):
                 raise self.error(
                     f"ttl must be positive, got {self.ttl}; use ttl=None for values that never expire",
@@ -189,6 +194,12 @@ class FeatureView(Definition):
         """``view[["a", "b"]]``: a projection for a feature service."""
         if isinstance(features, str):
             features = [features]
+        features = list(features)
+        if not features:
+            raise self.error("a projection view[[...]] needs at least one feature name")
+        repeated = sorted({f for f in features if features.count(f) > 1})
+        if repeated:
+            raise self.error(f"a projection lists feature(s) {repeated} more than once")
         unknown = [f for f in features if f not in self.feature_names]
         if unknown:
             raise DefinitionError(
@@ -222,6 +233,17 @@ class FeatureView(Definition):
         spec["schema"] = [{"name": f["name"], "dtype": f["dtype"]} for f in spec["schema"]]
         spec["source"] = {k: v for k, v in spec["source"].items() if k not in ("description", "owner", "tags")}
         return spec
+
+    def metadata_spec(self) -> dict[str, Any]:
+        spec = self.to_spec()
+        meta = super().metadata_spec()
+        # Only described fields count, so adding or dropping a bare field is not a metadata change.
+        meta["schema"] = {
+            f["name"]: {"description": f["description"], "tags": f["tags"]}
+            for f in spec["schema"] if f["description"] or f["tags"]
+        }
+        meta["source"] = {k: spec["source"][k] for k in ("description", "owner", "tags")}
+        return meta
 
     def storage_spec(self) -> dict[str, Any]:
         """What decides the rows stored for this view; a change here is destructive."""

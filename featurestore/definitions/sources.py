@@ -39,6 +39,8 @@ class FileSource(Definition):
                           created_timestamp_column="created")
     """
 
+    __hash__ = Definition.__hash__  # tags are a read-only mapping; hash the fingerprints instead
+
     kind: ClassVar[str] = "source"
 
     path: str
