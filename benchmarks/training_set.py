@@ -125,11 +125,27 @@ def _import_stack() -> None:
         importlib.import_module(module)
 
 
+def _cpu_seconds() -> float:
+    """User + system CPU time of this process so far, all threads."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+class _Stopwatch:
+    """Wall and CPU time since it was started."""
+
+    def __init__(self) -> None:
+        self.wall, self.cpu = time.perf_counter(), _cpu_seconds()
+
+    def read(self) -> dict[str, float]:
+        return {"seconds": time.perf_counter() - self.wall, "cpu_seconds": _cpu_seconds() - self.cpu}
+
+
 def _run_operation(op: str, repo: Path) -> dict[str, Any]:
     """Run one operation once, in this (fresh) process; return its figures."""
     _import_stack()
     if op == "baseline":
-        return {"seconds": 0.0, "peak_rss_mb": _peak_rss_mb()}
+        return {"seconds": 0.0, "cpu_seconds": 0.0, "peak_rss_mb": _peak_rss_mb()}
 
     import polars as pl
 
@@ -139,19 +155,18 @@ def _run_operation(op: str, repo: Path) -> dict[str, Any]:
     entity_file = data / "entity_rows.parquet"
     if op == "io_floor":
         files = [data / "sources" / f"{name}.parquet" for name in SOURCES] + [entity_file]
-        began = time.perf_counter()
+        watch = _Stopwatch()
         frames = [pl.read_parquet(f) for f in files]
-        seconds = time.perf_counter() - began
-        peak = _peak_rss_mb()
-        return {"seconds": seconds, "peak_rss_mb": peak, "rows_read": sum(f.height for f in frames)}
+        timing = watch.read()
+        return {**timing, "peak_rss_mb": _peak_rss_mb(), "rows_read": sum(f.height for f in frames)}
 
     store = FeatureStore(repo)
     if op == "materialize":
-        began = time.perf_counter()
+        watch = _Stopwatch()
         runs = store.materialize_offline(*WINDOW)
-        seconds = time.perf_counter() - began
+        timing = watch.read()
         return {
-            "seconds": seconds,
+            **timing,
             "peak_rss_mb": _peak_rss_mb(),
             "rows_written": sum(r.rows for r in runs),
             "per_view_seconds": {r.view: r.seconds for r in runs},
@@ -159,17 +174,17 @@ def _run_operation(op: str, repo: Path) -> dict[str, Any]:
 
     if op in ("from_sources", "from_snapshots"):
         refs = [f"{v.name}:{f}" for v in store.list_feature_views() for f in v.feature_names]
-        began = time.perf_counter()
+        watch = _Stopwatch()
         entity_df = pl.read_parquet(entity_file)
         read_done = time.perf_counter()
         training = store.get_historical_features(entity_df, features=refs)
-        ended = time.perf_counter()
+        timing = watch.read()
+        ghf_seconds = time.perf_counter() - read_done
         peak = _peak_rss_mb()
         # Not timed: a digest of the result, so both retrieval paths can be checked to agree.
         return {
-            "seconds": ended - began,
-            "entity_read_seconds": read_done - began,
-            "get_historical_features_seconds": ended - read_done,
+            **timing,
+            "get_historical_features_seconds": ghf_seconds,
             "peak_rss_mb": peak,
             "features": len(refs),
             "rows": training.height,
@@ -191,13 +206,49 @@ def worker_main(op: str, repo: Path) -> None:
 # -- the parent: data, repo state, measurements ------------------------------------------------------
 
 
+def _system_busy_seconds() -> float | None:
+    """CPU time used by the whole machine since boot (all CPUs, all processes), from /proc/stat."""
+    try:
+        with open("/proc/stat") as f:
+            fields = [int(x) for x in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    guest = sum(fields[8:10])  # already counted in user and nice
+    return (sum(fields) - idle - guest) / os.sysconf("SC_CLK_TCK")
+
+
+def other_load(seconds: float = 2.0) -> float | None:
+    """How many CPUs' worth of work the machine does while this process sleeps (0.0 = idle)."""
+    before = _system_busy_seconds()
+    time.sleep(seconds)
+    after = _system_busy_seconds()
+    return None if before is None or after is None else (after - before) / seconds
+
+
+def _children_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def run_child(op: str, repo: Path) -> dict[str, Any]:
-    """Run one operation in a fresh interpreter (this script in worker mode)."""
+    """Run one operation in a fresh interpreter (this script in worker mode).
+
+    Also notes how much CPU the rest of the machine used meanwhile (``other_cpu_s``): on a small
+    machine another busy process inflates wall times, and this is how a reader can tell.
+    """
     cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", op, "--repo", str(repo)]
+    busy, children, began = _system_busy_seconds(), _children_cpu_seconds(), time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    busy_after, children_after = _system_busy_seconds(), _children_cpu_seconds()
+    child_wall = time.perf_counter() - began
     if proc.returncode != 0:
         raise RuntimeError(f"worker {op!r} failed with exit code {proc.returncode}:\n{proc.stderr}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
+    result["child_wall_s"] = child_wall
+    if busy is not None and busy_after is not None:
+        result["other_cpu_s"] = max(0.0, (busy_after - busy) - (children_after - children))
+    return result
 
 
 def _generator_fingerprint() -> str:
@@ -282,15 +333,20 @@ def measure(
         result = run_child(op, repo)
         kind = "warm-up" if i < warmup else f"run {i - warmup + 1}/{repeat}"
         if log:
-            print(f"  {op} {kind}: {result['seconds']:.3f} s, {result['peak_rss_mb']:.0f} MB", flush=True)
+            print(f"  {op} {kind}: {result['seconds']:.3f} s (cpu {result['cpu_seconds']:.2f} s), "
+                  f"{result['peak_rss_mb']:.0f} MB", flush=True)
         if i >= warmup:
             runs.append(result)
     seconds = [r["seconds"] for r in runs]
     peaks = [r["peak_rss_mb"] for r in runs]
+    # CPUs' worth of other processes while the child ran (1.0 = one core busy elsewhere throughout).
+    others = [r["other_cpu_s"] / r["child_wall_s"] for r in runs if "other_cpu_s" in r]
     return {
         "median_s": statistics.median(seconds),
         "min_s": min(seconds),
         "max_s": max(seconds),
+        "median_cpu_s": statistics.median(r["cpu_seconds"] for r in runs),
+        "max_other_load": max(others) if others else None,
         "peak_rss_mb": max(peaks),
         "runs": runs,
     }
@@ -335,7 +391,17 @@ def machine_info() -> dict[str, Any]:
         "pyarrow": pyarrow.__version__,
         "featurestore": getattr(featurestore, "__version__", None),
         "git_commit": _git_commit(),
+        "featurestore_source_sha256": _source_hash(),
     }
+
+
+def _source_hash() -> str:
+    """A hash of featurestore/**/*.py, so that runs on uncommitted code can still be told apart."""
+    digest = hashlib.sha256()
+    for path in sorted((ROOT / "featurestore").rglob("*.py")):
+        digest.update(str(path.relative_to(ROOT)).encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
 
 
 def _git_commit() -> str | None:
@@ -376,21 +442,23 @@ def format_table(report: dict[str, Any]) -> str:
         f"rows/user, {scale['entity_rows']:,} entity rows, {report['features']} features, "
         f"repeat {report['repeat']}",
         f"machine: {m['cpu_count']} CPUs ({m['cpu_model']}), {m['mem_total_gb']} GB, Python {m['python']}, "
-        f"duckdb {m['duckdb']}, polars {m['polars']}, pyarrow {m['pyarrow']}, commit {m['git_commit']}",
+        f"duckdb {m['duckdb']}, polars {m['polars']}, pyarrow {m['pyarrow']}, commit {m['git_commit']} "
+        f"(featurestore/ sha256 {m['featurestore_source_sha256']})",
         "",
     ]
-    header = (f"{'operation':<26}{'median s':>10}{'min s':>9}{'max s':>9}{'peak MB':>10}{'+base MB':>10}"
+    header = (f"{'operation':<26}{'median s':>10}{'min s':>9}{'max s':>9}{'cpu s':>8}{'peak MB':>10}{'+base MB':>10}"
               f"{'rows/s':>12}{'x floor':>9}")
     lines += [header, "-" * len(header)]
     for op, label in OPERATIONS.items():
         r = res[op]
         if op == "baseline":
-            lines.append(f"{label:<26}{'-':>10}{'-':>9}{'-':>9}{r['peak_rss_mb']:>10.0f}{'-':>10}{'-':>12}{'-':>9}")
+            dashes = [f"{'-':>10}", f"{'-':>9}", f"{'-':>9}", f"{'-':>8}"]
+            lines.append(f"{label:<26}{''.join(dashes)}{r['peak_rss_mb']:>10.0f}{'-':>10}{'-':>12}{'-':>9}")
             continue
         rate = f"{r['entity_rows_per_s']:,.0f}" if "entity_rows_per_s" in r else "-"
         lines.append(
-            f"{label:<26}{r['median_s']:>10.3f}{r['min_s']:>9.3f}{r['max_s']:>9.3f}{r['peak_rss_mb']:>10.0f}"
-            f"{r['peak_over_baseline_mb']:>10.0f}{rate:>12}{r['ratio_to_floor']:>9.2f}"
+            f"{label:<26}{r['median_s']:>10.3f}{r['min_s']:>9.3f}{r['max_s']:>9.3f}{r['median_cpu_s']:>8.2f}"
+            f"{r['peak_rss_mb']:>10.0f}{r['peak_over_baseline_mb']:>10.0f}{rate:>12}{r['ratio_to_floor']:>9.2f}"
         )
     lines.append("")
     for op in ("from_sources", "from_snapshots"):
@@ -407,6 +475,12 @@ def format_table(report: dict[str, Any]) -> str:
     same = {r["digest"] for r in src} == {r["digest"] for r in snap} and len({r["digest"] for r in src}) == 1
     lines.append(f"results: {src[0]['rows']:,} rows x {src[0]['columns']} columns, "
                  f"{src[0]['null_values']:,} null values; both paths identical: {'yes' if same else 'NO'}")
+    others = {op: r["max_other_load"] for op, r in res.items() if r.get("max_other_load") is not None}
+    if others:
+        worst = max(others, key=lambda op: others[op])
+        note = "quiet" if others[worst] < 0.1 else "BUSY: other processes competed for the CPUs, times are inflated"
+        lines.append(f"machine load: other processes kept up to {others[worst]:.2f} CPUs busy during a measured run "
+                     f"({OPERATIONS[worst]}): {note}")
     data = report["data"]
     lines.append("inputs: " + ", ".join(f"{n} {d['rows']:,} rows / {d['bytes'] / 1e6:.1f} MB" for n, d in data.items()))
     return "\n".join(lines)
@@ -421,6 +495,11 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
     print(f"repo: {repo} (data {'generated' if generated else 'cached'}, {gen_s:.1f} s)", flush=True)
     warm_page_cache(repo)
     reset_store(repo)
+    load_start = list(os.getloadavg())
+    idle_load = other_load()
+    if idle_load is not None and idle_load >= 0.1:
+        print(f"warning: before measuring, other processes keep {idle_load:.2f} CPUs busy; "
+              "wall times will be inflated", flush=True)
 
     log = not args.quiet
     n, w = args.repeat, args.warmup
@@ -452,6 +531,8 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
         "data": data_info(repo),
         "offline_store_mb": offline_store_bytes(repo) / 1e6,
         "machine": machine_info(),
+        "load_average": {"start": load_start, "end": list(os.getloadavg())},
+        "other_load_before_start": idle_load,
         "results": results,
     }
 

@@ -61,53 +61,59 @@ def point_in_time_join(
     probe = _probe_table(entity, timestamp_column, requests, key_types)
     con.register(ENTITY_TABLE, probe)
     try:
-        e = exp.to_table(ENTITY_TABLE, quoted=True, alias="e")
-        select: list[exp.Expr] = []
-        query = exp.select(exp.column(ROW_ID, "e", quoted=True)).from_(e)
-        for i, req in enumerate(requests):
-            alias = f"v{i}"
-            rows, needs_tie = store.view_rows(con, req.view, req.features)
-            keys = req.view.join_keys
-            on: list[exp.Expr] = [
-                exp.EQ(this=exp.column(k, "e", quoted=True), expression=exp.column(k, alias, quoted=True))
-                for k in keys
-            ]
-            probe_ts = exp.column(ENTITY_TS, "e", quoted=True)
-            if needs_tie:
-                on.append(exp.GTE(this=probe_tie(probe_ts), expression=exp.column(TIE_KEY, alias, quoted=True)))
-            else:
-                on.append(exp.GTE(this=probe_ts, expression=exp.column(EVENT_TS, alias, quoted=True)))
-            query = query.join(
-                exp.Subquery(this=rows, alias=exp.TableAlias(this=exp.to_identifier(alias))),
-                on=exp.and_(*on), join_type="ASOF LEFT",
-            )
-            for feat, out in zip(req.features, req.output_names, strict=True):
-                value: exp.Expr = exp.column(feat, alias, quoted=True)
-                if req.view.ttl is not None:
-                    lower = exp.Sub(
-                        this=probe_ts,
-                        expression=exp.Interval(
-                            this=exp.Literal.string(str(_micros(req.view.ttl))),
-                            unit=exp.var("MICROSECONDS"),
-                        ),
-                    )
-                    in_window = exp.GTE(this=exp.column(EVENT_TS, alias, quoted=True), expression=lower)
-                    value = exp.Case(ifs=[exp.If(this=in_window, true=value)])
-                select.append(exp.alias_(value, out, quoted=True))
-        query = query.select(*select).order_by(exp.column(ROW_ID, "e", quoted=True))
-        result = con.sql(query.sql("duckdb")).to_arrow_table()
+        # One ASOF join per view, each its own query: peak memory holds one view's rows at a time,
+        # and each result is in entity-row order, so columns are appended without a re-join.
+        results = [_join_view(con, store, req) for req in requests]
     finally:
         con.unregister(ENTITY_TABLE)
 
     out = entity
     by_name = {f.name: f for req in requests for f in req.view.features}
-    for req in requests:
+    for req, result in zip(requests, results, strict=True):
         for feat, name in zip(req.features, req.output_names, strict=True):
             column = result.column(name)
             target = by_name[feat].dtype.to_arrow() if feat in by_name else column.type
             column = _cast_feature(column, target)
             out = out.append_column(pa.field(name, target), column)
     return out
+
+
+def _join_view(con: duckdb.DuckDBPyConnection, store: OfflineStore, req: ViewRequest) -> pa.Table:
+    """Features of one view for every entity row, in entity-row order."""
+    alias = "v"
+    rows, needs_tie = store.view_rows(con, req.view, req.features)
+    probe_ts = exp.column(ENTITY_TS, "e", quoted=True)
+    on: list[exp.Expr] = [
+        exp.EQ(this=exp.column(k, "e", quoted=True), expression=exp.column(k, alias, quoted=True))
+        for k in req.view.join_keys
+    ]
+    if needs_tie:
+        on.append(exp.GTE(this=probe_tie(probe_ts), expression=exp.column(TIE_KEY, alias, quoted=True)))
+    else:
+        on.append(exp.GTE(this=probe_ts, expression=exp.column(EVENT_TS, alias, quoted=True)))
+    select: list[exp.Expr] = []
+    for feat, out in zip(req.features, req.output_names, strict=True):
+        value: exp.Expr = exp.column(feat, alias, quoted=True)
+        if req.view.ttl is not None:
+            lower = exp.Sub(
+                this=probe_ts,
+                expression=exp.Interval(
+                    this=exp.Literal.string(str(_micros(req.view.ttl))), unit=exp.var("MICROSECONDS")
+                ),
+            )
+            in_window = exp.GTE(this=exp.column(EVENT_TS, alias, quoted=True), expression=lower)
+            value = exp.Case(ifs=[exp.If(this=in_window, true=value)])
+        select.append(exp.alias_(value, out, quoted=True))
+    query = (
+        exp.select(*select)
+        .from_(exp.to_table(ENTITY_TABLE, quoted=True, alias="e"))
+        .join(
+            exp.Subquery(this=rows, alias=exp.TableAlias(this=exp.to_identifier(alias))),
+            on=exp.and_(*on), join_type="ASOF LEFT",
+        )
+        .order_by(exp.column(ROW_ID, "e", quoted=True))
+    )
+    return con.sql(query.sql("duckdb")).to_arrow_table()
 
 
 def _micros(delta: object) -> int:
