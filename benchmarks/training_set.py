@@ -375,9 +375,10 @@ def machine_info() -> dict[str, Any]:
                 break
     except OSError:
         pass
+    usable: int | None
     try:
         usable = len(os.sched_getaffinity(0))
-    except AttributeError:
+    except AttributeError:  # not on Linux
         usable = os.cpu_count()
     return {
         "cpu_count": os.cpu_count(),
@@ -528,6 +529,8 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
         "window": [w.isoformat() for w in WINDOW],
         "workdir": str(workdir),
         "data_generated_s": gen_s if generated else None,
+        # The definitions are copied from feature_repo/ on every run; a change there (a ttl, say) changes results.
+        "definitions_sha256": hashlib.sha256(b"".join((repo / n).read_bytes() for n in REPO_FILES)).hexdigest()[:16],
         "data": data_info(repo),
         "offline_store_mb": offline_store_bytes(repo) / 1e6,
         "machine": machine_info(),
