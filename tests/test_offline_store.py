@@ -155,3 +155,21 @@ def test_csv_source_round_trip(make_repo: RepoFactory) -> None:
     assert before.get_column("value").to_list() == [2.0, 3.0]  # full tie: the later CSV row wins
     store.materialize_offline("2026-01-01", "2026-01-03")
     assert store.get_historical_features(probe, ["stats:value"]).equals(before)
+
+
+def test_fully_covered_view_joins_without_tie_breaking(store: FeatureStore) -> None:
+    from featurestore.offline.store import OfflineStore
+
+    offline = OfflineStore(store.config.offline_store_path, store.project, store.registry, store.repo_path)
+    view = store.get_feature_view("stats")
+    con = store._duckdb()
+    try:
+        assert offline.view_rows(con, view, ["value"])[1] is True  # nothing materialized: raw source
+        store.materialize_offline("2026-01-02", "2026-01-03")
+        assert offline.view_rows(con, view, ["value"])[1] is True  # D1 and D3 still come from the source
+        # Source statistics say every event lies in [D1, D3]: a window covering that is enough.
+        store.materialize_offline("2026-01-01", "2026-01-04")
+        assert offline.view_rows(con, view, ["value"])[1] is False
+    finally:
+        con.close()
+    assert labels(store) == ["a-late", "a-late", "b", "c", None]

@@ -138,6 +138,7 @@ def _probe_table(
     entity: pa.Table, timestamp_column: str, requests: Sequence[ViewRequest], key_types: dict[str, pa.DataType]
 ) -> pa.Table:
     """The slim table DuckDB sees: join keys, the UTC probe time and the row position."""
+    import numpy as np
     import pyarrow as pa
     import pyarrow.types as pat
 
@@ -170,7 +171,8 @@ def _probe_table(
                 )
             arrays[key] = _check_key(entity.column(key), key, key_types.get(key), req.view.name)
     arrays[ENTITY_TS] = arrow_to_naive_utc(ts)
-    arrays[ROW_ID] = pa.array(range(entity.num_rows), pa.int64())
+    # From numpy: pa.array(range(n)) walks Python ints and imports pandas (~0.5 s at 1M rows).
+    arrays[ROW_ID] = pa.array(np.arange(entity.num_rows, dtype=np.int64))
     return pa.table(arrays)
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import glob
 import os
 from collections.abc import Sequence
+from datetime import date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -139,7 +140,38 @@ def source_relation(
     return exp.select(*select).from_(exp.to_table(name, quoted=True))
 
 
+def source_time_range(source: FileSource, repo_path: Path) -> tuple[datetime, datetime] | None:
+    """The (min, max) event time of a Parquet source from file statistics, as naive UTC; None when
+    unknown (CSV, or a file without statistics). Reads footers only."""
+    if source.format != "parquet":
+        return None
+    import pyarrow.parquet as pq
+
+    from featurestore.timeutil import to_naive_utc
+
+    lo: datetime | None = None
+    hi: datetime | None = None
+    for file in resolve_files(source, repo_path):
+        meta = pq.read_metadata(file)
+        names = meta.schema.names
+        if source.timestamp_field not in names:
+            return None
+        index = names.index(source.timestamp_field)
+        for g in range(meta.num_row_groups):
+            group = meta.row_group(g)
+            if group.num_rows == 0:
+                continue
+            stats = group.column(index).statistics
+            if stats is None or not stats.has_min_max or not isinstance(stats.min, datetime | date):
+                return None
+            a, b = to_naive_utc(stats.min), to_naive_utc(stats.max)
+            lo = a if lo is None else min(lo, a)
+            hi = b if hi is None else max(hi, b)
+    return None if lo is None or hi is None else (lo, hi)
+
+
 def _register_csv(con: duckdb.DuckDBPyConnection, source: FileSource, files: list[str]) -> str:
+    import numpy as np
     import pyarrow as pa
     import pyarrow.csv as pcsv
 
@@ -149,7 +181,7 @@ def _register_csv(con: duckdb.DuckDBPyConnection, source: FileSource, files: lis
             table = pcsv.read_csv(file)
         except (OSError, pa.ArrowInvalid) as exc:
             raise SourceError(f"source {source.path!r}: cannot read {file}: {exc}") from None
-        order = pa.array(range(i * _FILE_SHIFT, i * _FILE_SHIFT + table.num_rows), pa.int64())
+        order = pa.array(np.arange(i * _FILE_SHIFT, i * _FILE_SHIFT + table.num_rows, dtype=np.int64))
         tables.append(table.append_column(ORD, order))
     combined = pa.concat_tables(tables, promote_options="permissive")
     name = f"__csv_{abs(hash((source.path, tuple(files)))):x}"

@@ -26,7 +26,7 @@ from sqlglot import exp
 
 from featurestore.definitions import FeatureView
 from featurestore.errors import MaterializationError
-from featurestore.offline.sources import CREATED_TS, EVENT_TS, ORD, source_relation
+from featurestore.offline.sources import CREATED_TS, EVENT_TS, ORD, source_relation, source_time_range
 from featurestore.plan import storage_fingerprint
 from featurestore.registry import Registry, Run
 from featurestore.timeutil import to_naive_utc
@@ -164,6 +164,8 @@ class OfflineStore:
         keys = list(view.join_keys)
         wanted = [*keys, *[c for c in columns if c not in keys]]
         pieces, remainder = coverage(self.visible_runs(view))
+        if pieces and remainder:
+            remainder = _clip(remainder, source_time_range(view.source, self.repo_path))
         needs_tie = bool(remainder)
         parts: list[exp.Select] = []
         for run, lo, hi in pieces:
@@ -214,6 +216,20 @@ def coverage(runs: list[Run]) -> tuple[list[tuple[Run, datetime | None, datetime
         cursor = hi
     remainder.append((cursor, None))
     return pieces, [(a, b) for a, b in remainder if a is None or b is None or a < b]
+
+
+def _clip(intervals: list[Interval], span: tuple[datetime, datetime] | None) -> list[Interval]:
+    """Keep the parts of ``intervals`` that can hold source rows, given the source's [min, max]
+    event time (None: unknown, keep everything). Intervals are [lo, hi)."""
+    if span is None:
+        return intervals
+    first, last = span
+    kept: list[Interval] = []
+    for lo, hi in intervals:
+        if (hi is not None and hi <= first) or (lo is not None and lo > last):
+            continue
+        kept.append((lo, hi))
+    return kept
 
 
 def _merge(intervals: list[tuple[datetime, datetime]]) -> list[tuple[datetime, datetime]]:
