@@ -201,6 +201,7 @@ class FeatureStore:
         *,
         full_feature_names: bool = False,
         timestamp_column: str = "event_timestamp",
+        join_strategy: str = "auto",
     ) -> pl.DataFrame:
         """A point-in-time-correct training set: ``entity_df`` with the features appended.
 
@@ -208,6 +209,7 @@ class FeatureStore:
         column (naive timestamps are UTC). Every row is kept, in order, duplicates included.
         ``features`` is a list of ``"view:feature"`` refs, a ``FeatureService`` or its name.
         Feature columns are named ``feature``, or ``view__feature`` with ``full_feature_names``.
+        ``join_strategy`` (``auto``, ``asof`` or ``range``) only changes speed, never the answer.
         """
         import polars as pl
 
@@ -230,7 +232,9 @@ class FeatureStore:
                 key_types.setdefault(key, schema.field(key).type)
         con = self._duckdb()
         try:
-            table = point_in_time_join(con, entity, timestamp_column, requests, self._offline(), key_types)
+            table = point_in_time_join(
+                con, entity, timestamp_column, requests, self._offline(), key_types, strategy=join_strategy
+            )
         finally:
             con.close()
         result = pl.from_arrow(table)

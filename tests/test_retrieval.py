@@ -315,3 +315,35 @@ def test_source_path_is_resolved_from_repo_root_not_cwd(make_repo: RepoFactory, 
     store = store_for(make_repo, [(1, T0, None, 1.0, "a")])
     monkeypatch.chdir(tmp_path)
     assert values(store, [(1, T0)]) == [1.0]
+
+
+class TestJoinStrategy:
+    def test_strategies_agree_on_every_rule(self, make_repo: RepoFactory) -> None:
+        rows = [(1, T0, T0, 1.0, "a"), (1, T0, T0 + US, 2.0, "b"), (1, T0 + timedelta(hours=2), None, 3.0, "c"),
+                (2, T0, None, 4.0, "d")]
+        store = store_for(make_repo, rows, ttl="timedelta(hours=1)")
+        probe = [(1, T0), (1, T0 + timedelta(hours=1)), (1, T0 + timedelta(hours=1) + US), (1, T0 + timedelta(hours=3)),
+                 (2, T0 - US), (3, T0)]
+        answers = {s: store.get_historical_features(entity(probe), ["stats:value", "stats:label"], join_strategy=s)
+                   for s in ("auto", "asof", "range")}
+        assert answers["asof"].get_column("label").to_list() == ["b", "b", None, "c", None, None]
+        assert answers["range"].equals(answers["asof"])
+        assert answers["auto"].equals(answers["asof"])
+
+    def test_unknown_strategy(self, make_repo: RepoFactory) -> None:
+        store = store_for(make_repo, [(1, T0, None, 1.0, "a")])
+        with pytest.raises(RetrievalError, match="join_strategy must be one of auto, asof, range, got 'hash'"):
+            store.get_historical_features(entity([(1, T0)]), ["stats:value"], join_strategy="hash")
+
+    def test_choice_follows_the_expected_number_of_pairs(self, make_repo: RepoFactory) -> None:
+        from featurestore.offline.retrieval import choose_strategy
+
+        store = store_for(make_repo, [(1, T0, None, 1.0, "a")], ttl="timedelta(days=7)")
+        view = store.get_feature_view("stats")
+        span = (datetime(2026, 1, 1), datetime(2026, 4, 1))  # 90 days
+        # 1M entity rows over 630k keys, 10M rows: ~16 rows per key, 7/90 of them in the window.
+        assert choose_strategy(view, 1_000_000, 630_000, (10_000_000, *span)) == "range"
+        # A year of daily rows per key and a ttl as long as the data: pairs far exceed the rows.
+        assert choose_strategy(view, 1_000_000, 1_000, (365_000, *span)) == "asof"
+        # No statistics (CSV): the ASOF join, whose cost does not depend on history length.
+        assert choose_strategy(view, 10, 10, None) == "asof"

@@ -75,12 +75,16 @@ def test_matches_brute_force(tmp_path_factory, feats, probes, ttl_steps, split) 
     got = store.get_historical_features(frame, ["stats:value", "stats:label"])
     assert got.get_column("value").to_list() == expected_value
     assert got.get_column("label").to_list() == expected_label
+    for strategy in ("asof", "range"):
+        assert store.get_historical_features(frame, ["stats:value", "stats:label"], join_strategy=strategy).equals(got)
 
     # Serve part of the range from an offline snapshot: the answer must not change.
     store.materialize_offline(BASE + STEP * split, BASE + STEP * (split + 4))
-    cached = store.get_historical_features(frame, ["stats:value", "stats:label"])
-    assert cached.equals(got)
+    for strategy in ("asof", "range"):
+        cached = store.get_historical_features(frame, ["stats:value", "stats:label"], join_strategy=strategy)
+        assert cached.equals(got)
     # And everything from snapshots.
     store.materialize_offline(BASE - STEP * 10, BASE + STEP * 40)
-    assert store.get_historical_features(frame, ["stats:value", "stats:label"]).equals(got)
+    for strategy in ("asof", "range"):
+        assert store.get_historical_features(frame, ["stats:value", "stats:label"], join_strategy=strategy).equals(got)
     assert isinstance(root, Path)

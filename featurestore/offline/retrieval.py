@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 from sqlglot import exp
@@ -54,8 +55,16 @@ def point_in_time_join(
     requests: Sequence[ViewRequest],
     store: OfflineStore,
     key_types: dict[str, pa.DataType],
+    *,
+    strategy: str = "auto",
 ) -> pa.Table:
-    """Append the requested features to ``entity`` (same rows, same order)."""
+    """Append the requested features to ``entity`` (same rows, same order).
+
+    ``strategy`` picks the join per view: ``asof``, ``range`` or ``auto`` (see ``choose_strategy``);
+    all give the same answer.
+    """
+    if strategy not in JOIN_STRATEGIES:
+        raise RetrievalError(f"join_strategy must be one of {', '.join(JOIN_STRATEGIES)}, got {strategy!r}")
     import pyarrow as pa
 
     probe = _probe_table(entity, timestamp_column, requests, key_types)
@@ -63,7 +72,14 @@ def point_in_time_join(
     try:
         # One ASOF join per view, each its own query: peak memory holds one view's rows at a time,
         # and each result is in entity-row order, so columns are appended without a re-join.
-        results = [_join_view(con, store, req) for req in requests]
+        results = []
+        for req in requests:
+            chosen = strategy
+            if strategy == "auto":
+                keys = req.view.join_keys
+                distinct = max(_count_distinct(probe.column(k)) for k in keys)
+                chosen = choose_strategy(req.view, probe.num_rows, distinct, store.row_stats(req.view))
+            results.append(_join_view(con, store, req, chosen))
     finally:
         con.unregister(ENTITY_TABLE)
 
@@ -78,42 +94,103 @@ def point_in_time_join(
     return out
 
 
-def _join_view(con: duckdb.DuckDBPyConnection, store: OfflineStore, req: ViewRequest) -> pa.Table:
+JOIN_STRATEGIES = ("auto", "asof", "range")
+
+
+def choose_strategy(
+    view: FeatureView, entity_rows: int, entity_keys: int, stats: tuple[int, datetime, datetime] | None
+) -> str:
+    """``range`` when the expected number of (entity row, feature row) pairs inside the ttl window
+    is at most the view's row count, else ``asof``.
+
+    A range join builds a hash table on the entity rows and streams the feature rows past it, then
+    keeps the newest pair per entity row: no sort of the feature rows, flat memory. Its cost grows
+    with the pairs, so long histories without a tight ttl go to the ASOF join, whose cost is a sort
+    of both sides. Pairs are estimated as entity rows x rows per key x the ttl's share of the data's
+    time span, taking the entity frame's distinct keys for the view's (from file statistics only).
+    """
+    if stats is None:
+        return "asof"
+    rows, first, last = stats
+    per_key = rows / max(entity_keys, 1)
+    span = max((last - first).total_seconds(), 1.0)
+    share = 1.0 if view.ttl is None else min(1.0, view.ttl.total_seconds() / span)
+    return "range" if entity_rows * per_key * share <= rows else "asof"
+
+
+def _join_view(con: duckdb.DuckDBPyConnection, store: OfflineStore, req: ViewRequest, strategy: str) -> pa.Table:
     """Features of one view for every entity row, in entity-row order."""
     alias = "v"
     rows, needs_tie = store.view_rows(con, req.view, req.features)
     probe_ts = exp.column(ENTITY_TS, "e", quoted=True)
+    event_ts = exp.column(EVENT_TS, alias, quoted=True)
     on: list[exp.Expr] = [
         exp.EQ(this=exp.column(k, "e", quoted=True), expression=exp.column(k, alias, quoted=True))
         for k in req.view.join_keys
     ]
+    in_window: exp.Expr | None = None
+    if req.view.ttl is not None:
+        lower = exp.Sub(
+            this=probe_ts,
+            expression=exp.Interval(this=exp.Literal.string(str(_micros(req.view.ttl))), unit=exp.var("MICROSECONDS")),
+        )
+        in_window = exp.GTE(this=event_ts, expression=lower)
+    rows_source = exp.Subquery(this=rows, alias=exp.TableAlias(this=exp.to_identifier(alias)))
+    order_by = exp.column(ROW_ID, "e", quoted=True)
+
+    if strategy == "range":
+        # Every pair in [ts - ttl, ts], then the newest per entity row: arg_max over the ordering
+        # (event time, or the full tie struct), which is unique per key among the view's rows.
+        on.append(exp.LTE(this=event_ts, expression=probe_ts))
+        if in_window is not None:
+            on.append(in_window)
+        ordering = exp.column(TIE_KEY, alias, quoted=True) if needs_tie else event_ts
+        packed = exp.Struct(expressions=[
+            exp.PropertyEQ(this=exp.to_identifier(f"f{i}"), expression=exp.column(feat, alias, quoted=True))
+            for i, feat in enumerate(req.features)
+        ])
+        best = exp.func("arg_max", packed, ordering)
+        grouped = (
+            exp.select(exp.alias_(order_by, ROW_ID, quoted=True), exp.alias_(best, "__best", quoted=True))
+            .from_(exp.to_table(ENTITY_TABLE, quoted=True, alias="e"))
+            .join(rows_source, on=exp.and_(*on), join_type="LEFT")
+            .group_by(order_by)
+        )
+        best_col = exp.column("__best", "g", quoted=True)
+        query = (
+            exp.select(*[
+                exp.alias_(exp.Dot(this=best_col.copy(), expression=exp.to_identifier(f"f{i}")), out, quoted=True)
+                for i, out in enumerate(req.output_names)
+            ])
+            .from_(grouped.subquery("g"))
+            .order_by(exp.column(ROW_ID, "g", quoted=True))
+        )
+        return con.sql(query.sql("duckdb")).to_arrow_table()
+
     if needs_tie:
         on.append(exp.GTE(this=probe_tie(probe_ts), expression=exp.column(TIE_KEY, alias, quoted=True)))
     else:
-        on.append(exp.GTE(this=probe_ts, expression=exp.column(EVENT_TS, alias, quoted=True)))
+        on.append(exp.GTE(this=probe_ts, expression=event_ts))
     select: list[exp.Expr] = []
     for feat, out in zip(req.features, req.output_names, strict=True):
         value: exp.Expr = exp.column(feat, alias, quoted=True)
-        if req.view.ttl is not None:
-            lower = exp.Sub(
-                this=probe_ts,
-                expression=exp.Interval(
-                    this=exp.Literal.string(str(_micros(req.view.ttl))), unit=exp.var("MICROSECONDS")
-                ),
-            )
-            in_window = exp.GTE(this=exp.column(EVENT_TS, alias, quoted=True), expression=lower)
-            value = exp.Case(ifs=[exp.If(this=in_window, true=value)])
+        if in_window is not None:
+            # The newest row at or before ts: if it is older than ts - ttl, so is every other.
+            value = exp.Case(ifs=[exp.If(this=in_window.copy(), true=value)])
         select.append(exp.alias_(value, out, quoted=True))
     query = (
         exp.select(*select)
         .from_(exp.to_table(ENTITY_TABLE, quoted=True, alias="e"))
-        .join(
-            exp.Subquery(this=rows, alias=exp.TableAlias(this=exp.to_identifier(alias))),
-            on=exp.and_(*on), join_type="ASOF LEFT",
-        )
-        .order_by(exp.column(ROW_ID, "e", quoted=True))
+        .join(rows_source, on=exp.and_(*on), join_type="ASOF LEFT")
+        .order_by(order_by)
     )
     return con.sql(query.sql("duckdb")).to_arrow_table()
+
+
+def _count_distinct(column: pa.ChunkedArray) -> int:
+    import pyarrow.compute as pc
+
+    return int(pc.count_distinct(column).as_py())
 
 
 def _micros(delta: object) -> int:

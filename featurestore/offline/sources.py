@@ -140,9 +140,9 @@ def source_relation(
     return exp.select(*select).from_(exp.to_table(name, quoted=True))
 
 
-def source_time_range(source: FileSource, repo_path: Path) -> tuple[datetime, datetime] | None:
-    """The (min, max) event time of a Parquet source from file statistics, as naive UTC; None when
-    unknown (CSV, or a file without statistics). Reads footers only."""
+def source_stats(source: FileSource, repo_path: Path) -> tuple[int, datetime, datetime] | None:
+    """Row count and (min, max) event time of a Parquet source from file statistics, times as
+    naive UTC; None when unknown (CSV, or a file without statistics). Reads footers only."""
     if source.format != "parquet":
         return None
     import pyarrow.parquet as pq
@@ -151,8 +151,10 @@ def source_time_range(source: FileSource, repo_path: Path) -> tuple[datetime, da
 
     lo: datetime | None = None
     hi: datetime | None = None
+    rows = 0
     for file in resolve_files(source, repo_path):
         meta = pq.read_metadata(file)
+        rows += meta.num_rows
         names = meta.schema.names
         if source.timestamp_field not in names:
             return None
@@ -167,7 +169,7 @@ def source_time_range(source: FileSource, repo_path: Path) -> tuple[datetime, da
             a, b = to_naive_utc(stats.min), to_naive_utc(stats.max)
             lo = a if lo is None else min(lo, a)
             hi = b if hi is None else max(hi, b)
-    return None if lo is None or hi is None else (lo, hi)
+    return None if lo is None or hi is None else (rows, lo, hi)
 
 
 def _register_csv(con: duckdb.DuckDBPyConnection, source: FileSource, files: list[str]) -> str:

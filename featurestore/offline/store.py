@@ -26,7 +26,7 @@ from sqlglot import exp
 
 from featurestore.definitions import FeatureView
 from featurestore.errors import MaterializationError
-from featurestore.offline.sources import CREATED_TS, EVENT_TS, ORD, source_relation, source_time_range
+from featurestore.offline.sources import CREATED_TS, EVENT_TS, ORD, source_relation, source_stats
 from featurestore.plan import storage_fingerprint
 from featurestore.registry import Registry, Run
 from featurestore.timeutil import to_naive_utc
@@ -152,6 +152,11 @@ class OfflineStore:
             if r.storage_fingerprint == current
         ]
 
+    def row_stats(self, view: FeatureView) -> tuple[int, datetime, datetime] | None:
+        """Row count and event-time span of the view's source, from Parquet footers (None: unknown)."""
+        assert view.source is not None
+        return source_stats(view.source, self.repo_path)
+
     def view_rows(
         self, con: duckdb.DuckDBPyConnection, view: FeatureView, columns: Sequence[str]
     ) -> tuple[exp.Expr, bool]:
@@ -165,7 +170,8 @@ class OfflineStore:
         wanted = [*keys, *[c for c in columns if c not in keys]]
         pieces, remainder = coverage(self.visible_runs(view))
         if pieces and remainder:
-            remainder = _clip(remainder, source_time_range(view.source, self.repo_path))
+            stats = source_stats(view.source, self.repo_path)
+            remainder = _clip(remainder, None if stats is None else (stats[1], stats[2]))
         needs_tie = bool(remainder)
         parts: list[exp.Select] = []
         for run, lo, hi in pieces:
