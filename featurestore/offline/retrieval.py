@@ -220,7 +220,7 @@ def _probe_table(
     entity: pa.Table, timestamp_column: str, requests: Sequence[ViewRequest], key_types: dict[str, pa.DataType]
 ) -> pa.Table:
     """The slim table DuckDB sees: join keys, the UTC probe time and the row position."""
-    import numpy as np
+    import polars as pl
     import pyarrow as pa
     import pyarrow.types as pat
 
@@ -253,8 +253,9 @@ def _probe_table(
                 )
             arrays[key] = _check_key(entity.column(key), key, key_types.get(key), req.view.name)
     arrays[ENTITY_TS] = arrow_to_naive_utc(ts)
-    # From numpy: pa.array(range(n)) walks Python ints and imports pandas (~0.5 s at 1M rows).
-    arrays[ROW_ID] = pa.array(np.arange(entity.num_rows, dtype=np.int64))
+    # Built by Polars: pa.array() of Python or numpy values imports pandas when it is installed
+    # (~0.4 s on first use) and range() walks Python ints.
+    arrays[ROW_ID] = pl.int_range(0, entity.num_rows, dtype=pl.Int64, eager=True).to_arrow()
     return pa.table(arrays)
 
 
