@@ -173,7 +173,7 @@ def source_stats(source: FileSource, repo_path: Path) -> tuple[int, datetime, da
 
 
 def _register_csv(con: duckdb.DuckDBPyConnection, source: FileSource, files: list[str]) -> str:
-    import numpy as np
+    import polars as pl
     import pyarrow as pa
     import pyarrow.csv as pcsv
 
@@ -183,7 +183,8 @@ def _register_csv(con: duckdb.DuckDBPyConnection, source: FileSource, files: lis
             table = pcsv.read_csv(file)
         except (OSError, pa.ArrowInvalid) as exc:
             raise SourceError(f"source {source.path!r}: cannot read {file}: {exc}") from None
-        order = pa.array(np.arange(i * _FILE_SHIFT, i * _FILE_SHIFT + table.num_rows, dtype=np.int64))
+        start = i * _FILE_SHIFT
+        order = pl.int_range(start, start + table.num_rows, dtype=pl.Int64, eager=True).to_arrow()
         tables.append(table.append_column(ORD, order))
     combined = pa.concat_tables(tables, promote_options="permissive")
     name = f"__csv_{abs(hash((source.path, tuple(files)))):x}"
