@@ -117,18 +117,15 @@ def source_relation(
         table: exp.Expr = exp.func(
             "read_parquet",
             exp.Array(expressions=[exp.Literal.string(f) for f in files]),
-            exp.EQ(this=exp.column("filename"), expression=exp.true()),
             exp.EQ(this=exp.column("file_row_number"), expression=exp.true()),
             exp.EQ(this=exp.column("union_by_name"), expression=exp.true()),
         )
         if with_order:
-            position = exp.func(
-                "list_position",
-                exp.Array(expressions=[exp.Literal.string(f) for f in files]),
-                exp.column("filename"),
-            )
+            # file_index is the file's position in the (path-sorted) list DuckDB was given.
             order = exp.Add(
-                this=exp.Mul(this=position, expression=exp.Literal.number(_FILE_SHIFT)),
+                this=exp.Mul(
+                    this=exp.cast(exp.column("file_index"), "BIGINT"), expression=exp.Literal.number(_FILE_SHIFT)
+                ),
                 expression=exp.column("file_row_number"),
             )
             select.append(exp.alias_(order, ORD, quoted=True))
