@@ -125,8 +125,9 @@ class OfflineStore:
             .from_(rel)
             .where(window)
             .qualify(exp.EQ(this=rank, expression=exp.Literal.number(1)))
-            .order_by(*[exp.column(c, quoted=True) for c in [*keys, EVENT_TS]])
         )
+        # No ORDER BY: both join plans hash or sort by key themselves, and sorting 10M rows here
+        # cost 1.5 s of a 7.3 s snapshot write.
         target.parent.mkdir(parents=True, exist_ok=True)
         copy = exp.Copy(
             this=query.subquery(),
