@@ -72,7 +72,6 @@ def import_definitions(repo_path: Path) -> list[Definition]:
     found: list[Definition] = []
     seen: set[int] = set()
     sys.path.insert(0, str(repo_path))
-    # Drop modules left by an earlier load so edited files are read afresh.
     importlib.invalidate_caches()
     try:
         for file, module_name in zip(files, names, strict=True):

@@ -30,8 +30,8 @@ class DType:
         raise NotImplementedError
 
 
-_INT_WIDTH = ("Int32", "Int64")
-_FLOAT_WIDTH = ("Float32", "Float64")
+_INT_TYPES = ("Int32", "Int64")
+_FLOAT_TYPES = ("Float32", "Float64")
 
 
 @dataclass(frozen=True, slots=True, repr=False)
@@ -58,9 +58,9 @@ class PrimitiveType(DType):
             return True
         # Numbers may be narrowed to the declared width (as Feast does); an integer that does not
         # fit fails loudly when cast at retrieval instead of wrapping around.
-        if self.name in _INT_WIDTH:
+        if self.name in _INT_TYPES:
             return bool(t.is_integer(arrow_type))
-        if self.name in _FLOAT_WIDTH:
+        if self.name in _FLOAT_TYPES:
             return bool(t.is_floating(arrow_type) or t.is_integer(arrow_type) or t.is_decimal(arrow_type))
         if self.name == "String":
             return is_text(arrow_type) or t.is_dictionary(arrow_type)

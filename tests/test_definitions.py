@@ -44,6 +44,12 @@ def next_line() -> int:
     return frame.f_back.f_lineno + 1
 
 
+def assert_points_here(err: DefinitionError, line: int) -> None:
+    """The error names this test file and the line that built the bad object."""
+    assert err.line == line
+    assert err.file is not None and err.file.endswith("test_definitions.py")
+
+
 def src(path: str = "data/events.parquet", **kwargs: Any) -> FileSource:
     return FileSource(path, **kwargs)
 
@@ -173,8 +179,7 @@ class TestEntity:
         with pytest.raises(DefinitionError) as exc:
             Entity("bad-name")
         err = exc.value
-        assert err.line == line
-        assert err.file is not None and err.file.endswith("test_definitions.py")
+        assert_points_here(err, line)
         assert str(err).startswith(f"{err.file}:{err.line}, entity, field 'name': 'bad-name' is not a valid")
 
     def test_location_is_the_constructing_line(self) -> None:
@@ -187,8 +192,7 @@ class TestEntity:
         line = next_line() + 1
         with pytest.raises(DefinitionError) as exc:
             Entity("user", join_keys=[])
-        assert exc.value.line == line
-        assert exc.value.file is not None and exc.value.file.endswith("test_definitions.py")
+        assert_points_here(exc.value, line)
 
     def test_equality_ignores_location(self) -> None:
         a = Entity("user", join_keys=["user_id"])
@@ -278,8 +282,7 @@ class TestFileSource:
         line = next_line() + 1
         with pytest.raises(DefinitionError) as exc:
             FileSource("")
-        assert exc.value.line == line
-        assert exc.value.file is not None and exc.value.file.endswith("test_definitions.py")
+        assert_points_here(exc.value, line)
 
     def test_spec_round_trip(self) -> None:
         s = FileSource("data/e.csv", timestamp_field="ts", created_timestamp_column="created", name="ev",
@@ -341,8 +344,7 @@ class TestField:
         line = next_line() + 1
         with pytest.raises(DefinitionError) as exc:
             Field("x", float)  # type: ignore[arg-type]
-        assert exc.value.line == line
-        assert exc.value.file is not None and exc.value.file.endswith("test_definitions.py")
+        assert_points_here(exc.value, line)
 
     def test_description_and_tags_are_checked(self) -> None:
         with pytest.raises(DefinitionError, match="Field 'x', field 'description': must be a string, got int"):
@@ -462,8 +464,7 @@ class TestFeatureView:
         line = next_line() + 1
         with pytest.raises(DefinitionError) as exc:
             FeatureView("v", entities=[], source=src())
-        assert exc.value.line == line
-        assert exc.value.file is not None and exc.value.file.endswith("test_definitions.py")
+        assert_points_here(exc.value, line)
         assert str(exc.value) == f"{exc.value.file}:{line}, feature view 'v', field 'entities': needs at least one entity"
 
     def test_is_immutable(self) -> None:
@@ -658,8 +659,7 @@ class TestFeatureService:
         line = next_line() + 1
         with pytest.raises(DefinitionError) as exc:
             FeatureService("svc", features=[])
-        assert exc.value.line == line
-        assert exc.value.file is not None and exc.value.file.endswith("test_definitions.py")
+        assert_points_here(exc.value, line)
 
     def test_spec_round_trip(self) -> None:
         v = view()

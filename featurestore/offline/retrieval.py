@@ -1,14 +1,16 @@
-"""Point-in-time-correct training sets, as one DuckDB query over Arrow.
+"""Point-in-time-correct training sets, as one DuckDB query per view over Arrow.
 
 For each entity row ``(keys, ts)`` and each requested view with ``ttl``: the view's row with equal
 keys and ``ts - ttl <= event_ts <= ts`` with the greatest ``event_ts``; ties go to the greatest
 created timestamp, then to the row ingested last. No match gives nulls.
 
-The plan is one ``ASOF LEFT JOIN`` per view. Rows from the offline store are already deduplicated
-(one row per keys and event time), so they join on event time alone. Rows read straight from a
-source join on a struct ``(event, created, ingestion order)``: the ASOF join then picks the winner
-of the tie rules itself, with no separate deduplication pass. The ttl bound is applied after the
-join: if the newest row at or before ``ts`` is older than ``ts - ttl``, nothing in the window is.
+Each view is joined by an ``ASOF LEFT JOIN`` or, when few rows fall in the ttl window, a range join
+keeping the newest pair per entity row (``choose_strategy``). Rows from the offline store are
+already deduplicated (one row per keys and event time), so they are ordered by event time alone.
+Rows read straight from a source are ordered by a struct ``(event, created, ingestion order)``, so
+the join itself picks the winner of the tie rules, with no separate deduplication pass. In the ASOF
+plan the ttl bound is applied after the join: if the newest row at or before ``ts`` is older than
+``ts - ttl``, nothing in the window is.
 
 Only the join keys and timestamps of the entity frame enter DuckDB; the result comes back ordered by
 row position and is appended to the caller's frame, which is otherwise untouched.
@@ -70,8 +72,8 @@ def point_in_time_join(
     probe = _probe_table(entity, timestamp_column, requests, key_types)
     con.register(ENTITY_TABLE, probe)
     try:
-        # One ASOF join per view, each its own query: peak memory holds one view's rows at a time,
-        # and each result is in entity-row order, so columns are appended without a re-join.
+        # One query per view: peak memory holds one view's rows at a time, and each result is in
+        # entity-row order, so its columns are appended without a re-join.
         results = []
         distinct_keys: dict[tuple[str, ...], int] = {}
         for req in requests:

@@ -60,6 +60,8 @@ class OfflineStore:
         self.project = project
         self.registry = registry
         self.repo_path = repo_path
+        # Footer statistics per view, read once per store (a store lives for one call).
+        self._stats: dict[str, tuple[int, datetime, datetime] | None] = {}
 
     def view_dir(self, view_name: str) -> Path:
         return self.root / self.project / view_name
@@ -156,7 +158,9 @@ class OfflineStore:
     def row_stats(self, view: FeatureView) -> tuple[int, datetime, datetime] | None:
         """Row count and event-time span of the view's source, from Parquet footers (None: unknown)."""
         assert view.source is not None
-        return source_stats(view.source, self.repo_path)
+        if view.name not in self._stats:
+            self._stats[view.name] = source_stats(view.source, self.repo_path)
+        return self._stats[view.name]
 
     def view_rows(
         self, con: duckdb.DuckDBPyConnection, view: FeatureView, columns: Sequence[str]
@@ -171,7 +175,7 @@ class OfflineStore:
         wanted = [*keys, *[c for c in columns if c not in keys]]
         pieces, remainder = coverage(self.visible_runs(view))
         if pieces and remainder:
-            stats = source_stats(view.source, self.repo_path)
+            stats = self.row_stats(view)
             remainder = _clip(remainder, None if stats is None else (stats[1], stats[2]))
         needs_tie = bool(remainder)
         parts: list[exp.Select] = []
