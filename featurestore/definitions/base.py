@@ -53,11 +53,13 @@ def caller_location() -> Location:
 
 
 def _display_path(path: str) -> str:
+    """Relative to the working directory when the file is inside it, else absolute: the same file
+    is never shown as ``../x`` from one place and ``/abs/x`` from another."""
     try:
         rel = os.path.relpath(path)
     except ValueError:
         return path
-    return path if rel.startswith(".." + os.sep + "..") else rel
+    return path if rel == ".." or rel.startswith(".." + os.sep) else rel
 
 
 def check_name(name: object, *, kind: str, location: Location, field: str = "name", obj: str | None = None) -> str:
