@@ -30,7 +30,9 @@ def _repo_option(func: F) -> F:
 def _store(ctx: click.Context, repo: str | None) -> Any:
     from featurestore.store import FeatureStore
 
-    return FeatureStore(repo or ctx.obj.get("repo"))
+    store = FeatureStore(repo or ctx.obj.get("repo"))
+    ctx.call_on_close(store.close)  # stops the embedded online server this command started
+    return store
 
 
 class _Group(click.Group):
@@ -122,36 +124,165 @@ def describe(ctx: click.Context, repo: str | None, name: str, kind: str | None) 
 @click.argument("start")
 @click.argument("end")
 @click.option("--views", "-v", multiple=True, help="Only these views (repeat the option). Default: all.")
-@click.option("--offline", is_flag=True, help="Write the rows into the Parquet offline store.")
+@click.option("--offline", is_flag=True, help="Snapshot the rows into the Parquet offline store instead.")
 @click.pass_context
 def materialize(
     ctx: click.Context, repo: str | None, start: str, end: str, views: tuple[str, ...], offline: bool
 ) -> None:
-    """Snapshot the views' rows with event time in [START, END) (ISO dates or timestamps, UTC)."""
-    if not offline:
-        raise click.UsageError(
-            "pass --offline to write the Parquet offline store (materialization to an online store "
-            "is not configured in this version)"
-        )
+    """Write each view's latest row per entity with event time in [START, END) to the online store.
+
+    START and END are ISO dates or timestamps (naive ones are UTC). With --offline, snapshot every
+    row of the window into the Parquet offline store instead.
+    """
+    start_ts, end_ts = _timestamp(start, "START"), _timestamp(end, "END")
+    store = _store(ctx, repo)
+    began = time.monotonic()
+    if offline:
+        targets = store._select_views(list(views) or None)
+        with click.progressbar(targets, label="Materializing", item_show_func=lambda v: v.name if v else "",
+                               file=sys.stderr) as bar:
+            results = []
+            for view in bar:
+                results.extend(store.materialize_offline(start_ts, end_ts, [view.name]))
+        rows = [("VIEW", "RUN", "ROWS", "SECONDS")]
+        for r in results:
+            rows.append((r.view, r.run_id, str(r.rows), f"{r.seconds:.2f}"))
+        _table(rows)
+        click.echo(f"Materialized {len(results)} view(s) in {time.monotonic() - began:.2f}s.")
+        return
+    with _ProgressBars() as bars:
+        online = store.materialize(start_ts, end_ts, list(views) or None, progress=bars.view)
+    _online_summary(online, time.monotonic() - began)
+
+
+@cli.command("materialize-incremental")
+@_repo_option
+@click.argument("end")
+@click.option("--views", "-v", multiple=True, help="Only these views (repeat the option). Default: all.")
+@click.pass_context
+def materialize_incremental(ctx: click.Context, repo: str | None, end: str, views: tuple[str, ...]) -> None:
+    """Materialize online from where each view's last run ended (first run: END - ttl) up to END."""
+    end_ts = _timestamp(end, "END")
+    store = _store(ctx, repo)
+    began = time.monotonic()
+    with _ProgressBars() as bars:
+        online = store.materialize_incremental(end_ts, list(views) or None, progress=bars.view)
+    _online_summary(online, time.monotonic() - began)
+
+
+def _timestamp(text: str, name: str) -> Any:
     from featurestore.timeutil import to_utc
 
     try:
-        start_ts, end_ts = to_utc(start), to_utc(end)
+        return to_utc(text)
     except ValueError as exc:
-        raise click.BadParameter(str(exc)) from None
-    store = _store(ctx, repo)
-    targets = store._select_views(list(views) or None)
-    began = time.monotonic()
-    with click.progressbar(targets, label="Materializing", item_show_func=lambda v: v.name if v else "",
-                           file=sys.stderr) as bar:
-        results = []
-        for view in bar:
-            results.extend(store.materialize_offline(start_ts, end_ts, [view.name]))
-    rows = [("VIEW", "RUN", "ROWS", "SECONDS")]
+        raise click.BadParameter(str(exc), param_hint=name) from None
+
+
+def _online_summary(results: Sequence[Any], seconds: float) -> None:
+    if not results:
+        click.echo("Nothing to materialize: every view is up to date.")
+        return
+    rows = [("VIEW", "RUN", "WINDOW", "ENTITIES", "WRITTEN", "SECONDS")]
     for r in results:
-        rows.append((r.view, r.run_id, str(r.rows), f"{r.seconds:.2f}"))
+        start = r.window_start.isoformat() if r.window_start else "-inf"
+        rows.append((r.view, r.run_id, f"{start} .. {r.window_end.isoformat()}", str(r.rows), str(r.written),
+                     f"{r.seconds:.2f}"))
     _table(rows)
-    click.echo(f"Materialized {len(results)} view(s) in {time.monotonic() - began:.2f}s.")
+    click.echo(f"Materialized {len(results)} view(s) online in {seconds:.2f}s.")
+
+
+class _ProgressBars:
+    """One progress bar per view, fed by materialization's per-batch callback."""
+
+    def __init__(self) -> None:
+        self._bar: Any = None
+
+    def __enter__(self) -> _ProgressBars:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._close()
+
+    def _close(self) -> None:
+        if self._bar is not None:
+            self._bar.__exit__(None, None, None)
+            self._bar = None
+
+    def view(self, name: str, rows: int) -> Callable[[int], None] | None:
+        self._close()
+        if rows == 0:
+            return None
+        self._bar = click.progressbar(length=max(rows, 1), label=f"{name:<24}", file=sys.stderr, show_pos=True)
+        self._bar.__enter__()
+        return self._bar.update
+
+
+@cli.command("get-online-features")
+@_repo_option
+@click.option("--features", "-f", multiple=True, help="A 'view:feature' ref (repeatable).")
+@click.option("--service", "-s", default=None, help="A feature service name instead of --features.")
+@click.option("--entity", "-e", "entities", multiple=True, required=True,
+              help="Entity keys as KEY=VALUE[,KEY=VALUE] (repeat for more entities); values are JSON "
+                   "literals where they parse (1, \"1\"), else strings.")
+@click.option("--full-feature-names", is_flag=True, help="Name columns view__feature.")
+@click.option("--json", "as_json", is_flag=True, help="Print values, statuses and event times as JSON.")
+@click.pass_context
+def get_online_features(
+    ctx: click.Context, repo: str | None, features: tuple[str, ...], service: str | None,
+    entities: tuple[str, ...], full_feature_names: bool, as_json: bool,
+) -> None:
+    """Look up the online feature values of some entities."""
+    if bool(features) == bool(service):
+        raise click.UsageError("pass either --features (one or more) or --service")
+    rows = [_entity_arg(text) for text in entities]
+    store = _store(ctx, repo)
+    response = store.get_online_features(service or list(features), rows, full_feature_names=full_feature_names)
+    if as_json:
+        data = response.to_dict(include_statuses=True, include_event_timestamps=True)
+        click.echo(json.dumps(data, indent=2, default=str))
+        return
+    data = response.to_dict()
+    keys = list(response.entity_columns)
+    table = [("ENTITY", "FEATURE", "VALUE", "STATUS", "EVENT TIME")]
+    for i in range(len(response)):
+        entity = ",".join(f"{k}={data[k][i]}" for k in keys)
+        for name in response.values:
+            stamp = response.event_timestamps[name][i]
+            table.append((entity, name, "" if data[name][i] is None else str(data[name][i]),
+                          response.statuses[name][i].value, "" if stamp is None else stamp.isoformat()))
+    _table(table)
+
+
+def _entity_arg(text: str) -> dict[str, Any]:
+    row: dict[str, Any] = {}
+    for part in text.split(","):
+        name, sep, raw = part.partition("=")
+        if not sep or not name.strip():
+            raise click.BadParameter(f"{text!r}: expected KEY=VALUE, such as user_id=42", param_hint="--entity")
+        try:
+            value = json.loads(raw)
+        except ValueError:
+            value = raw
+        row[name.strip()] = value
+    return row
+
+
+@cli.command()
+@_repo_option
+@click.argument("view")
+@click.argument("data_file", type=click.Path(exists=True, dir_okay=False))
+@click.option("--to", "to", type=click.Choice(["online", "offline", "online_and_offline"]), default="online",
+              show_default=True, help="Which store(s) receive the rows.")
+@click.pass_context
+def push(ctx: click.Context, repo: str | None, view: str, data_file: str, to: str) -> None:
+    """Push the rows of a Parquet or CSV file to a feature view, newest-wins."""
+    import polars as pl
+
+    data = pl.read_csv(data_file, try_parse_dates=True) if data_file.endswith(".csv") else pl.read_parquet(data_file)
+    store = _store(ctx, repo)
+    count = store.push(view, data, to=to)
+    click.echo(f"Pushed {count} row(s) to {view} ({to}).")
 
 
 @cli.command()

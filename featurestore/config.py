@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,12 @@ KEYS = {
     "project": "Project name: letters, digits, underscores. Namespaces the stores.",
     "registry.path": "SQLite registry file. Default: data/registry.db",
     "offline_store.path": "Root folder of the Parquet offline store. Default: data/offline",
+    "online_store.url": (
+        "redis:// or rediss:// URL of the online store (AUTH and TLS options in the URL). "
+        "Default: none, an embedded Valkey server is started under online_store.path"
+    ),
+    "online_store.cluster": "true when online_store.url points at a Redis Cluster. Default: false",
+    "online_store.path": "Data folder of the embedded online server. Default: data/online",
 }
 
 
@@ -35,6 +41,9 @@ class RepoConfig:
     repo_path: Path
     registry_path: Path
     offline_store_path: Path
+    online_store_url: str | None = field(default=None, repr=False)  # may hold a password
+    online_store_cluster: bool = False
+    online_store_path: Path | None = None
 
     @property
     def data_dir(self) -> Path:
@@ -84,18 +93,43 @@ def load_config(repo_path: str | os.PathLike[str] | None = None) -> RepoConfig:
 
     registry = _section(raw, "registry", file)
     offline = _section(raw, "offline_store", file)
+    online = _section(raw, "online_store", file, shorthand="url")
+    url = online.get("url")
+    if url is not None and (not isinstance(url, str) or not url.startswith(_REDIS_SCHEMES)):
+        raise ConfigError(
+            f"{file}: 'online_store.url' must start with {' or '.join(_REDIS_SCHEMES)}, got "
+            f"{redact_url(url) if isinstance(url, str) else url!r}; leave it out to use the embedded server"
+        )
+    cluster = online.get("cluster", False)
+    if not isinstance(cluster, bool):
+        raise ConfigError(f"{file}: 'online_store.cluster' must be true or false, got {cluster!r}")
+    if cluster and url is None:
+        raise ConfigError(
+            f"{file}: 'online_store.cluster: true' needs 'online_store.url' (the embedded server is standalone)"
+        )
     return RepoConfig(
         project=project,
         repo_path=root,
         registry_path=_path(root, registry.get("path", "data/registry.db"), file, "registry.path"),
         offline_store_path=_path(root, offline.get("path", "data/offline"), file, "offline_store.path"),
+        online_store_url=url,
+        online_store_cluster=cluster,
+        online_store_path=_path(root, online.get("path", "data/online"), file, "online_store.path"),
     )
 
 
-def _section(raw: dict[str, Any], name: str, file: Path) -> dict[str, Any]:
+_REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+
+
+def redact_url(url: str) -> str:
+    """A URL with any password replaced by ``***``, for messages (secrets never reach logs)."""
+    return re.sub(r"(//[^:/@]*:)[^@]*@", r"\1***@", url)
+
+
+def _section(raw: dict[str, Any], name: str, file: Path, shorthand: str = "path") -> dict[str, Any]:
     value = raw.get(name) or {}
-    if isinstance(value, str):  # shorthand: "registry: some/path.db"
-        value = {"path": value}
+    if isinstance(value, str):  # shorthand: "registry: some/path.db", "online_store: redis://..."
+        value = {shorthand: value}
     if not isinstance(value, dict):
         raise ConfigError(f"{file}: '{name}' must be a mapping, got {type(value).__name__}")
     allowed = {k.split(".", 1)[1] for k in KEYS if k.startswith(name + ".")}

@@ -74,3 +74,15 @@ class SourceError(FeatureStoreError):
 
 class MaterializationError(FeatureStoreError):
     """A materialization run failed; nothing of it became visible."""
+
+
+class OnlineStoreError(FeatureStoreError):
+    """The online store cannot be reached or answered with an error."""
+
+    def __init__(self, message: str, *, transient: bool = False) -> None:
+        super().__init__(message)
+        self.transient = transient
+
+
+class PushError(FeatureStoreError):
+    """Pushed rows do not fit the feature view (missing columns, wrong types)."""

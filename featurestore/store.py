@@ -37,10 +37,14 @@ if TYPE_CHECKING:
     import polars as pl
     import pyarrow as pa
 
+    from featurestore.materialize import OnlineRunResult, ViewProgress
     from featurestore.offline.retrieval import ViewRequest
     from featurestore.offline.store import OfflineStore, RunResult
+    from featurestore.online.base import OnlineStore
+    from featurestore.online.retrieval import OnlineResponse
 
 Features = Sequence[str] | FeatureService | str
+PUSH_TARGETS = ("online", "offline", "online_and_offline")
 
 
 class FeatureStore:
@@ -51,9 +55,39 @@ class FeatureStore:
         self.repo_path: Path = self.config.repo_path
         self.project: str = self.config.project
         self.registry = Registry(self.config.registry_path)
+        self._online: OnlineStore | None = None
+        # Resolved feature requests for online reads, valid while the registry's last apply is
+        # unchanged (checked at most every REGISTRY_CHECK_SECONDS).
+        self._resolved: dict[tuple[Any, bool], list[ViewRequest]] = {}
+        self._resolved_apply: int | None = None
+        self._resolved_checked = 0.0
+
+    REGISTRY_CHECK_SECONDS = 1.0
 
     def __repr__(self) -> str:
         return f"FeatureStore(project={self.project!r}, repo={str(self.repo_path)!r})"
+
+    def __enter__(self) -> FeatureStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the online store connection (and stop the embedded server if this store started
+        it and nothing else in the process uses it). The store reopens it when needed."""
+        if self._online is not None:
+            online, self._online = self._online, None
+            online.close()
+
+    @property
+    def online_store(self) -> OnlineStore:
+        """The configured online store, connected (and the embedded server started) on first use."""
+        if self._online is None:
+            from featurestore.online.base import open_online_store
+
+            self._online = open_online_store(self.config)
+        return self._online
 
     # -- definitions, plan and apply -------------------------------------------------------------
 
@@ -76,7 +110,27 @@ class FeatureStore:
         with self.registry.transaction() as tx:
             plan = make_plan(self.project, tx.list_objects(self.project), contents)
             apply_plan(tx, plan, allow_destructive=allow_destructive)
+        self._resolved.clear()
+        self._remove_online_data(plan)
         return plan
+
+    def _remove_online_data(self, plan: Plan) -> None:
+        """Drop the online values of deleted views, views no longer online, and views whose stored
+        layout changed; other views' data is left alone."""
+        from featurestore.online.codec import KeyCodec
+
+        stale = []
+        for change in plan.changes:
+            if change.kind != FeatureView.kind or change.action not in ("delete", "update"):
+                continue
+            new = change.definition
+            if change.action == "delete" or change.destructive or (isinstance(new, FeatureView) and not new.online):
+                stale.append(change.name)
+        if not stale:
+            return
+        for name in stale:
+            # Join keys do not matter for the pattern: every key of the view starts with its prefix.
+            self.online_store.delete_matching(KeyCodec(self.project, name, ()).pattern())
 
     # -- registry reads --------------------------------------------------------------------------
 
@@ -180,6 +234,127 @@ class FeatureStore:
 
     def offline_runs(self, view: str | None = None) -> list[Run]:
         return self.registry.runs(self.project, view)
+
+    # -- online store ----------------------------------------------------------------------------
+
+    def materialize(
+        self,
+        start: datetime | date | str,
+        end: datetime | date | str,
+        views: Sequence[str] | None = None,
+        *,
+        progress: ViewProgress | None = None,
+    ) -> list[OnlineRunResult]:
+        """Write each online view's latest row per entity with event time in ``[start, end)`` to
+        the online store, newest-wins. Each view is one run in the registry."""
+        from featurestore.timeutil import to_utc
+
+        return self._materialize_online(
+            {v.name: to_utc(start) for v in self._online_views(views)}, to_utc(end), views, progress
+        )
+
+    def materialize_incremental(
+        self,
+        end: datetime | date | str,
+        views: Sequence[str] | None = None,
+        *,
+        progress: ViewProgress | None = None,
+    ) -> list[OnlineRunResult]:
+        """Materialize each online view from where its last successful online run ended (first run:
+        from ``end - ttl``, or from the beginning when the view has no ttl) up to ``end``."""
+        from datetime import UTC
+
+        from featurestore.timeutil import to_utc
+
+        end_utc = to_utc(end)
+        starts: dict[str, datetime | None] = {}
+        for view in self._online_views(views):
+            runs = self.registry.committed_runs(self.project, view.name, kind="online")
+            ends = [datetime.fromisoformat(r.window_end).replace(tzinfo=UTC) for r in runs if r.window_end]
+            if ends:
+                starts[view.name] = min(max(ends), end_utc)
+            else:
+                starts[view.name] = None if view.ttl is None else end_utc - view.ttl
+        return self._materialize_online(starts, end_utc, views, progress)
+
+    def _online_views(self, names: Sequence[str] | None) -> list[FeatureView]:
+        targets = self._select_views(names)
+        offline_only = [v.name for v in targets if not v.online]
+        if names and offline_only:
+            raise RetrievalError(f"feature view(s) {offline_only} have online=False: they are not materialized online")
+        return [v for v in targets if v.online]
+
+    def _materialize_online(
+        self, starts: dict[str, datetime | None], end: datetime, views: Sequence[str] | None,
+        progress: ViewProgress | None,
+    ) -> list[OnlineRunResult]:
+        from featurestore.materialize import materialize_view
+
+        results = []
+        online = self.online_store
+        offline = self._offline()
+        con = self._duckdb()
+        try:
+            for view in self._online_views(views):
+                start = starts[view.name]
+                if start is not None and start >= end:
+                    continue  # already materialized up to end
+                results.append(materialize_view(con, offline, online, view, start, end, progress=progress))
+        finally:
+            con.close()
+        return results
+
+    def get_online_features(
+        self, features: Features, entity_rows: Any, *, full_feature_names: bool = False
+    ) -> OnlineResponse:
+        """The latest values of ``features`` for each entity in ``entity_rows`` (a list of dicts
+        such as ``[{"user_id": 1}]``, or a dict of lists), with a status and event time per value.
+
+        All views and entities are read in one round trip. A value older than its view's ttl now
+        is returned as None with status ``OUTSIDE_MAX_AGE``.
+        """
+        from featurestore.online.retrieval import read_online
+
+        requests = self._resolve_cached(features, full_feature_names)
+        return read_online(self.online_store, self.project, requests, entity_rows)
+
+    def _resolve_cached(self, features: Features, full_feature_names: bool) -> list[ViewRequest]:
+        """``resolve_features`` without a registry read per call: serving calls this per request."""
+        import time
+
+        now = time.monotonic()
+        if now - self._resolved_checked > self.REGISTRY_CHECK_SECONDS:
+            latest = self.registry.latest_apply(self.project)
+            if latest != self._resolved_apply:
+                self._resolved.clear()
+                self._resolved_apply = latest
+            self._resolved_checked = now
+        cache_key = (
+            features.name if isinstance(features, FeatureService) else
+            features if isinstance(features, str) else tuple(features),
+            full_feature_names,
+        )
+        if isinstance(features, FeatureService):  # an unapplied service object: never cache
+            return self.resolve_features(features, full_feature_names=full_feature_names)
+        requests = self._resolved.get(cache_key)
+        if requests is None:
+            requests = self.resolve_features(features, full_feature_names=full_feature_names)
+            self._resolved[cache_key] = requests
+        return requests
+
+    def push(self, view_name: str, data: Any, to: str = "online") -> int:
+        """Write rows of ``view_name`` (join keys, the source's timestamp column and every feature;
+        optionally its created-timestamp column) to the online store, newest-wins.
+
+        Returns the number of rows given. ``to`` is ``online`` (more targets come with the offline
+        push). Rows with equal event and created times win in push order.
+        """
+        from featurestore.push import push_rows
+
+        if to not in PUSH_TARGETS:
+            raise RetrievalError(f"push(to=...) must be one of {', '.join(PUSH_TARGETS)}, got {to!r}")
+        view = self.get_feature_view(view_name)
+        return push_rows(self, view, to_arrow_table(data), to)
 
     def _select_views(self, names: Sequence[str] | None) -> list[FeatureView]:
         views = {v.name: v for v in self.list_feature_views()}

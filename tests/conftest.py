@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import textwrap
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -89,3 +90,36 @@ def events(rows: list[tuple[int, datetime, datetime | None, float | None, str | 
         },
         orient="row",
     )
+
+
+# -- the online store: one real Valkey server per test session (per xdist worker) -----------------
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A real Redis-compatible server (the embedded Valkey), started and stopped by the suite."""
+    from featurestore.online import embedded
+
+    server = embedded.acquire(tmp_path_factory.mktemp("online"))
+    yield server
+    embedded.release(server)
+
+
+def online_config(server: Any, project: str) -> str:
+    """featurestore.yaml text pointing a project at ``server``."""
+    return f"project: {project}\nonline_store:\n  url: redis://:{server.password}@127.0.0.1:{server.port}/0\n"
+
+
+@pytest.fixture
+def project_name(request: pytest.FixtureRequest) -> str:
+    """A project name unique to the test, so tests sharing the server never see each other's keys."""
+    return "t_" + hashlib.sha1(request.node.nodeid.encode()).hexdigest()[:12]
+
+
+@pytest.fixture
+def redis_client(redis_server: Any) -> Iterator[Any]:
+    import redis
+
+    client = redis.Redis(**redis_server.connection_kwargs())
+    yield client
+    client.close()

@@ -94,7 +94,9 @@ def test_cli_errors(repo: Path, tmp_path: Path) -> None:
     code, out = run("plan", "--repo", str(tmp_path))
     assert code == 1 and "no featurestore.yaml in" in out and "--repo PATH" in out
     code, out = run("materialize", "2026-01-01", "2026-02-01", "--repo", str(repo))
-    assert code == 2 and "pass --offline" in out
+    assert code == 1 and "no feature views applied yet" in out
+    code, out = run("materialize", "2026-02-01", "2026-01-01", "--repo", str(repo))
+    assert code == 1 and "no feature views applied yet" in out
     code, out = run("materialize", "soon", "2026-02-01", "--offline", "--repo", str(repo))
     assert code == 2 and "cannot read 'soon' as a timestamp" in out
     code, out = run("materialize", "2026-01-01", "2026-02-01", "--offline", "--repo", str(repo))

@@ -34,7 +34,23 @@ class TestDefaults:
         assert cfg.repo_path == resolved
         assert cfg.registry_path == resolved / "data" / "registry.db"
         assert cfg.offline_store_path == resolved / "data" / "offline"
+        assert cfg.online_store_path == resolved / "data" / "online"
+        assert cfg.online_store_url is None and cfg.online_store_cluster is False
         assert cfg.data_dir == resolved / "data"
+
+    def test_online_store_url_from_environment_is_not_in_repr(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setenv("FS_TEST_REDIS_PASSWORD", "s3cret")
+        root = write_config(
+            tmp_path, "project: p\nonline_store:\n  url: rediss://:${FS_TEST_REDIS_PASSWORD}@cache:6380/2\n  cluster: true\n"
+        )
+        cfg = load_config(root)
+        assert cfg.online_store_url == "rediss://:s3cret@cache:6380/2"
+        assert cfg.online_store_cluster is True
+        assert "s3cret" not in repr(cfg)
+
+    def test_online_store_shorthand_is_the_url(self, tmp_path: Path) -> None:
+        cfg = load_config(write_config(tmp_path, "project: p\nonline_store: redis://localhost:6379/0\n"))
+        assert cfg.online_store_url == "redis://localhost:6379/0"
 
     def test_default_repo_is_the_current_directory(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         root = write_config(tmp_path / "repo", "project: here\n")
@@ -130,7 +146,21 @@ class TestInvalid:
     def test_unknown_top_level_key(self, tmp_path: Path) -> None:
         msg = config_error(tmp_path, "project: p\nregistery: x.db\n")
         assert msg == (f"{tmp_path.resolve() / CONFIG_FILE}: unknown key 'registery'; valid keys are "
-                       "offline_store.path, project, registry.path")
+                       "offline_store.path, online_store.cluster, online_store.path, online_store.url, "
+                       "project, registry.path")
+
+    def test_online_store_url_scheme(self, tmp_path: Path) -> None:
+        msg = config_error(tmp_path, "project: p\nonline_store:\n  url: http://:secret@host:6379\n")
+        assert "'online_store.url' must start with redis:// or rediss:// or unix://" in msg
+        assert "secret" not in msg and "http://:***@host:6379" in msg
+
+    def test_online_store_cluster_needs_url(self, tmp_path: Path) -> None:
+        msg = config_error(tmp_path, "project: p\nonline_store:\n  cluster: true\n")
+        assert msg.endswith("'online_store.cluster: true' needs 'online_store.url' (the embedded server is standalone)")
+
+    def test_online_store_cluster_must_be_bool(self, tmp_path: Path) -> None:
+        msg = config_error(tmp_path, "project: p\nonline_store:\n  url: redis://h:1\n  cluster: 'yes'\n")
+        assert msg.endswith("'online_store.cluster' must be true or false, got 'yes'")
 
     @pytest.mark.parametrize(
         ("text", "key", "valid"),

@@ -33,11 +33,15 @@ from featurestore.timeutil import to_naive_utc
 
 if TYPE_CHECKING:
     import duckdb
+    import pyarrow as pa
 
 DATE_PART = "__date"
 TIE_KEY = "__tie"
 _MAX_TS = "9999-12-31 23:59:59"
 _MIN_TS = "0001-01-01 00:00:00"
+# Ingestion order of pushed rows: above every source row (file index << 40), then by push.
+_PUSH_ORDER = 1 << 61
+_PUSH_STRIDE = 1 << 32
 
 
 @dataclass(frozen=True)
@@ -108,8 +112,8 @@ class OfflineStore:
         feats = list(view.feature_names)
         rel = source_relation(con, view.source, self.repo_path, [*keys, *feats]).subquery("src")
         window = exp.and_(
-            exp.GTE(this=exp.column(EVENT_TS, quoted=True), expression=_ts_literal(start)),
-            exp.LT(this=exp.column(EVENT_TS, quoted=True), expression=_ts_literal(end)),
+            exp.GTE(this=exp.column(EVENT_TS, quoted=True), expression=ts_literal(start)),
+            exp.LT(this=exp.column(EVENT_TS, quoted=True), expression=ts_literal(end)),
         )
         rank = exp.Window(
             this=exp.RowNumber(),
@@ -145,6 +149,42 @@ class OfflineStore:
         rows = result[0] if result else 0
         return int(rows)
 
+    def push(self, view: FeatureView, rows: pa.Table) -> RunResult:
+        """Store pushed rows (join keys, features, ``__event_ts``, ``__created_ts``) as a committed
+        push run. Reads add them to the view's rows; ties with source rows go to the pushed row,
+        and between pushes to the later one."""
+        import pyarrow.compute as pc
+        import pyarrow.parquet as pq
+
+        bounds = pc.min_max(rows.column(EVENT_TS))
+        lo, hi = bounds["min"].as_py(), bounds["max"].as_py()
+        run_id = self.registry.begin_run(
+            self.project, view.name, "push", window_start=None if lo is None else lo.isoformat(),
+            window_end=None if hi is None else hi.isoformat(), storage_fingerprint=storage_fingerprint(view),
+        )
+        began = time.monotonic()
+        tmp = self.view_dir(view.name) / f"_tmp-{run_id}"
+        final = self.view_dir(view.name) / f"push={run_id}"
+        try:
+            tmp.mkdir(parents=True)
+            order = _arange(rows.num_rows)
+            pq.write_table(rows.append_column(ORD, order), tmp / "rows.parquet")
+            tmp.rename(final)
+            self.registry.finish_run(run_id, status="committed", rows=rows.num_rows, location=str(final), started=began)
+        except BaseException as exc:
+            shutil.rmtree(tmp, ignore_errors=True)
+            shutil.rmtree(final, ignore_errors=True)
+            self.registry.finish_run(run_id, status="failed", message=f"{type(exc).__name__}: {exc}", started=began)
+            raise
+        return RunResult(run_id, view.name, rows.num_rows, str(final), time.monotonic() - began)
+
+    def pushed_runs(self, view: FeatureView) -> list[Run]:
+        current = storage_fingerprint(view)
+        return [
+            r for r in self.registry.committed_runs(self.project, view.name, kind="push")
+            if r.storage_fingerprint == current and r.rows and r.location
+        ]
+
     # -- reading ---------------------------------------------------------------------------------
 
     def visible_runs(self, view: FeatureView) -> list[Run]:
@@ -177,7 +217,8 @@ class OfflineStore:
         if pieces and remainder:
             stats = self.row_stats(view)
             remainder = _clip(remainder, None if stats is None else (stats[1], stats[2]))
-        needs_tie = bool(remainder)
+        pushes = self.pushed_runs(view)
+        needs_tie = bool(remainder) or bool(pushes)
         parts: list[exp.Select] = []
         for run, lo, hi in pieces:
             if not run.rows or not run.location:
@@ -199,6 +240,17 @@ class OfflineStore:
             if remainder != [(None, None)]:
                 query = query.where(exp.or_(*[_in_interval(lo, hi) for lo, hi in remainder]))
             parts.append(query)
+        for run in pushes:
+            assert run.location is not None and run.commit_seq is not None
+            files = exp.func("read_parquet", exp.Literal.string(str(Path(run.location) / "*.parquet")))
+            # Pushed rows come after every source row, and later pushes after earlier ones.
+            order = exp.Add(
+                this=exp.column(ORD, quoted=True),
+                expression=exp.Literal.number(_PUSH_ORDER + run.commit_seq * _PUSH_STRIDE),
+            )
+            select = [exp.column(c, quoted=True) for c in [*wanted, EVENT_TS]]
+            select.append(exp.alias_(_tie(EVENT_TS, CREATED_TS, order), TIE_KEY, quoted=True))
+            parts.append(exp.select(*select).from_(files))
         if not parts:  # every run was empty and nothing is left to read: an empty relation
             select = [exp.column(c, quoted=True) for c in [*wanted, EVENT_TS]]
             src = source_relation(con, view.source, self.repo_path, wanted).subquery("src")
@@ -207,6 +259,13 @@ class OfflineStore:
         for part in parts[1:]:
             union = exp.union(union, part, distinct=False)
         return union, needs_tie
+
+
+def _arange(n: int) -> pa.Array:
+    """0..n-1 as an Arrow int64 array (through Polars: ``pa.array`` of a range imports pandas)."""
+    import polars as pl
+
+    return pl.int_range(0, n, dtype=pl.Int64, eager=True).to_arrow()
 
 
 def coverage(runs: list[Run]) -> tuple[list[tuple[Run, datetime | None, datetime | None]], list[Interval]]:
@@ -271,7 +330,7 @@ def _subtract(
     return pieces
 
 
-def _ts_literal(value: datetime | str) -> exp.Expr:
+def ts_literal(value: datetime | str) -> exp.Expr:
     text = value if isinstance(value, str) else value.isoformat(sep=" ")
     return exp.cast(exp.Literal.string(text), exp.DataType.build("TIMESTAMP"))
 
@@ -280,23 +339,25 @@ def _in_interval(lo: datetime | None, hi: datetime | None) -> exp.Expr:
     col = exp.column(EVENT_TS, quoted=True)
     conds: list[exp.Expr] = []
     if lo is not None:
-        conds.append(exp.GTE(this=col, expression=_ts_literal(lo)))
+        conds.append(exp.GTE(this=col, expression=ts_literal(lo)))
     if hi is not None:
-        conds.append(exp.LT(this=col, expression=_ts_literal(hi)))
+        conds.append(exp.LT(this=col, expression=ts_literal(hi)))
     return exp.and_(*conds) if conds else exp.true()
 
 
-def _tie(event: str, created: str | None, order: str | None) -> exp.Expr:
+def _tie(event: str, created: str | None, order: str | exp.Expr | None) -> exp.Expr:
     """The ordering struct (event time, created time, ingestion order); greatest wins."""
+    if isinstance(order, str):
+        order = exp.column(order, quoted=True)
     return exp.Struct(expressions=[
         exp.PropertyEQ(this=exp.to_identifier("e"), expression=exp.column(event, quoted=True)),
         exp.PropertyEQ(
             this=exp.to_identifier("c"),
-            expression=exp.column(created, quoted=True) if created else _ts_literal(_MIN_TS),
+            expression=exp.column(created, quoted=True) if created else ts_literal(_MIN_TS),
         ),
         exp.PropertyEQ(
             this=exp.to_identifier("o"),
-            expression=exp.column(order, quoted=True) if order else exp.cast(exp.Literal.number(0), "BIGINT"),
+            expression=order if order is not None else exp.cast(exp.Literal.number(0), "BIGINT"),
         ),
     ])
 
@@ -305,7 +366,7 @@ def probe_tie(ts_column: exp.Expr) -> exp.Expr:
     """The entity-side struct for the ASOF condition: any row at or before ``ts`` qualifies."""
     return exp.Struct(expressions=[
         exp.PropertyEQ(this=exp.to_identifier("e"), expression=ts_column),
-        exp.PropertyEQ(this=exp.to_identifier("c"), expression=_ts_literal(_MAX_TS)),
+        exp.PropertyEQ(this=exp.to_identifier("c"), expression=ts_literal(_MAX_TS)),
         exp.PropertyEQ(this=exp.to_identifier("o"),
                        expression=exp.cast(exp.Literal.number(2**63 - 1), "BIGINT")),
     ])

@@ -255,6 +255,12 @@ class Registry:
         with self.read() as con:
             return [_run(r) for r in con.execute(sql, args).fetchall()]
 
+    def latest_apply(self, project: str) -> int | None:
+        """The id of the project's last apply (changes whenever anything is applied)."""
+        with self.read() as con:
+            row = con.execute("SELECT MAX(id) FROM applies WHERE project = ?", (project,)).fetchone()
+        return None if row is None or row[0] is None else int(row[0])
+
     def committed_runs(self, project: str, view: str, kind: str = "offline") -> list[Run]:
         """Committed runs of a view, oldest commit first."""
         with self.read() as con:

@@ -1,0 +1,272 @@
+"""The Redis online store (standalone, TLS/AUTH through the URL, or Redis Cluster).
+
+Writes go through one Lua script that takes many keys per call and writes each value only if its
+version ``(event_ts, created_ts)``, the value's first 16 bytes, is not older than the stored one,
+so a late or replayed batch never goes back in time. On a standalone server the commands are
+framed in the Redis protocol straight from Arrow buffers and pipelined, with a few calls in flight:
+no Python object per row, and memory bounded by the batch size. On a cluster, keys are grouped by
+slot (one script call per slot) and sent through the cluster client's pipeline.
+
+Reads are one pipeline of one ``MGET`` per view: a single round trip for any number of views and
+entities (per node on a cluster).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from featurestore.config import redact_url
+from featurestore.errors import OnlineStoreError
+from featurestore.online.base import Progress
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from featurestore.config import RepoConfig
+    from featurestore.online.embedded import EmbeddedServer
+
+# KEYS: the keys. ARGV[1]: seconds to live (0: no expiry). ARGV[i + 1]: the value for KEYS[i].
+# Versions are compared as numbers: exact for microsecond times before the year 2255.
+NEWEST_WINS = """
+local ttl = tonumber(ARGV[1])
+local written = 0
+for i = 1, #KEYS do
+  local new = ARGV[i + 1]
+  local cur = redis.call('GETRANGE', KEYS[i], 0, 15)
+  local newer = #cur < 16
+  if not newer then
+    local ce, cc = struct.unpack('>i8>i8', cur)
+    local ne, nc = struct.unpack('>i8>i8', new)
+    newer = ne > ce or (ne == ce and nc >= cc)
+  end
+  if newer then
+    if ttl > 0 then
+      redis.call('SET', KEYS[i], new, 'EX', ttl)
+    else
+      redis.call('SET', KEYS[i], new)
+    end
+    written = written + 1
+  end
+end
+return written
+"""
+CALL_KEYS = 500  # keys per script call: the server runs each call in about a millisecond
+IN_FLIGHT = 8  # calls sent before waiting for the first reply
+SCAN_COUNT = 1000
+
+
+class RedisOnlineStore:
+    """An ``OnlineStore`` on one Redis server or cluster."""
+
+    def __init__(
+        self, client: Any, *, cluster: bool = False, where: str = "redis", embedded: EmbeddedServer | None = None
+    ) -> None:
+        self.client = client
+        self.cluster = cluster
+        self.where = where
+        self._embedded = embedded
+        self._sha: str | None = None
+
+    @classmethod
+    def from_config(cls, config: RepoConfig) -> RedisOnlineStore:
+        import redis
+        from redis.cluster import RedisCluster
+
+        options: dict[str, Any] = {"socket_connect_timeout": 5, "socket_timeout": 60}
+        if config.online_store_url is None:
+            from featurestore.online import embedded
+
+            assert config.online_store_path is not None
+            server = embedded.acquire(config.online_store_path)
+            client = redis.Redis(**server.connection_kwargs(), **options)
+            return cls(client, where=f"the embedded server at 127.0.0.1:{server.port}", embedded=server)
+        url = config.online_store_url
+        where = redact_url(url)
+        try:
+            if config.online_store_cluster:
+                return cls(RedisCluster.from_url(url, **options), cluster=True, where=where)
+            return cls(redis.Redis.from_url(url, **options), where=where)
+        except (redis.RedisError, OSError, ValueError) as exc:
+            raise OnlineStoreError(f"cannot connect to the online store {where}: {exc}", transient=True) from None
+
+    def __repr__(self) -> str:
+        return f"RedisOnlineStore({self.where})"
+
+    def close(self) -> None:
+        try:
+            self.client.close()
+        finally:
+            if self._embedded is not None:
+                from featurestore.online import embedded
+
+                embedded.release(self._embedded)
+                self._embedded = None
+
+    # -- writes ----------------------------------------------------------------------------------
+
+    def write(
+        self, batches: Iterable[tuple[pa.Array, pa.Array]], ttl_seconds: int | None,
+        progress: Progress | None = None,
+    ) -> int:
+        ttl = str(max(int(ttl_seconds or 0), 0)).encode()
+        with self._errors("write to"):
+            if self.cluster:
+                return self._write_cluster(batches, ttl, progress)
+            return self._write_packed(batches, ttl, progress)
+
+    def _script(self) -> str:
+        if self._sha is None:
+            self._sha = str(self.client.script_load(NEWEST_WINS))
+        return self._sha
+
+    def _write_packed(
+        self, batches: Iterable[tuple[pa.Array, pa.Array]], ttl: bytes, progress: Progress | None
+    ) -> int:
+        import redis
+
+        sha = self._script().encode()
+        ttl_frame = b"$%d\r\n%s\r\n" % (len(ttl), ttl)
+        pool = self.client.connection_pool
+        conn = pool.get_connection()
+        written = 0
+        inflight: deque[list[Any]] = deque()
+
+        def settle() -> int:
+            command = inflight.popleft()
+            try:
+                return int(conn.read_response())
+            except redis.ResponseError as exc:
+                if not str(exc).startswith("NOSCRIPT"):
+                    raise
+                self._sha = None  # the server lost its scripts (restart, SCRIPT FLUSH): load and resend
+                self._script()
+                conn.send_packed_command(command)
+                return int(conn.read_response())
+
+        try:
+            for keys, values in batches:
+                key_data, key_offsets = _frames(keys)
+                value_data, value_offsets = _frames(values)
+                n = len(keys)
+                for a in range(0, n, CALL_KEYS):
+                    b = min(a + CALL_KEYS, n)
+                    count = b"%d" % (b - a)
+                    head = b"*%d\r\n$7\r\nEVALSHA\r\n$40\r\n%s\r\n$%d\r\n%s\r\n"
+                    command = [
+                        head % (4 + 2 * (b - a), sha, len(count), count),
+                        key_data[key_offsets[a] : key_offsets[b]],
+                        ttl_frame,
+                        value_data[value_offsets[a] : value_offsets[b]],
+                    ]
+                    conn.send_packed_command(command, check_health=False)
+                    inflight.append(command)
+                    if len(inflight) >= IN_FLIGHT:
+                        written += settle()
+                if progress is not None:
+                    progress(n)
+            while inflight:
+                written += settle()
+        except BaseException:
+            conn.disconnect()  # replies may be pending: never hand this connection back in use
+            raise
+        finally:
+            pool.release(conn)
+        return written
+
+    def _write_cluster(
+        self, batches: Iterable[tuple[pa.Array, pa.Array]], ttl: bytes, progress: Progress | None
+    ) -> int:
+        from redis.crc import key_slot
+
+        sha = self._script()
+        written = 0
+        for keys, values in batches:
+            by_slot: dict[int, tuple[list[bytes], list[bytes]]] = {}
+            for key, value in zip(keys.to_pylist(), values.to_pylist(), strict=True):
+                group = by_slot.setdefault(key_slot(key), ([], []))
+                group[0].append(key)
+                group[1].append(value)
+            pipe = self.client.pipeline()
+            for slot_keys, slot_values in by_slot.values():
+                pipe.evalsha(sha, len(slot_keys), *slot_keys, ttl, *slot_values)
+            written += sum(int(r) for r in pipe.execute())
+            if progress is not None:
+                progress(len(keys))
+        return written
+
+    # -- reads -----------------------------------------------------------------------------------
+
+    def read(self, keys: Sequence[Sequence[bytes]]) -> list[list[bytes | None]]:
+        with self._errors("read from"):
+            if self.cluster:
+                return [list(self.client.mget_nonatomic(list(group))) if group else [] for group in keys]
+            pipe = self.client.pipeline(transaction=False)
+            for group in keys:
+                if group:
+                    pipe.mget(list(group))
+            replies = iter(pipe.execute())
+            return [list(next(replies)) if group else [] for group in keys]
+
+    # -- removal ---------------------------------------------------------------------------------
+
+    def delete_matching(self, pattern: str, progress: Progress | None = None) -> int:
+        """SCAN (incremental, never ``KEYS``) and ``UNLINK`` (freed in the background) in batches."""
+        deleted = 0
+        batch: list[bytes] = []
+        with self._errors("delete from"):
+            for key in self.client.scan_iter(match=pattern, count=SCAN_COUNT):
+                batch.append(key)
+                if len(batch) >= SCAN_COUNT:
+                    deleted += self._unlink(batch, progress)
+                    batch = []
+            if batch:
+                deleted += self._unlink(batch, progress)
+        return deleted
+
+    def _unlink(self, keys: list[bytes], progress: Progress | None) -> int:
+        n = int(self.client.unlink(*keys))
+        if progress is not None:
+            progress(len(keys))
+        return n
+
+    # -- errors ----------------------------------------------------------------------------------
+
+    def _errors(self, verb: str) -> Any:
+        return _ErrorMapper(self, verb)
+
+
+class _ErrorMapper:
+    """Turns redis-py errors into ``OnlineStoreError`` naming the server (never its password)."""
+
+    def __init__(self, store: RedisOnlineStore, verb: str) -> None:
+        self.store, self.verb = store, verb
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
+        import redis
+
+        if exc is None or not isinstance(exc, redis.RedisError | OSError):
+            return
+        transient = isinstance(exc, redis.ConnectionError | redis.TimeoutError | OSError)
+        hint = " (is it running? check online_store.url in featurestore.yaml)" if transient else ""
+        raise OnlineStoreError(
+            f"cannot {self.verb} the online store, {self.store.where}{hint}: {type(exc).__name__}: {exc}",
+            transient=transient,
+        ) from exc
+
+
+def _frames(arr: pa.Array) -> tuple[memoryview, Any]:
+    """Each value of a binary array as a RESP bulk string, all in one buffer, and row offsets."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    lengths = pc.cast(pc.cast(pc.binary_length(arr), pa.string()), pa.binary())
+    framed = pc.binary_join_element_wise(b"$", lengths, b"\r\n", arr, b"\r\n", b"")
+    offsets = np.frombuffer(framed.buffers()[1], dtype=np.int32)[framed.offset : framed.offset + len(framed) + 1]
+    data = framed.buffers()[2]
+    return memoryview(data if data is not None else b""), offsets

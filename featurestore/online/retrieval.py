@@ -1,0 +1,170 @@
+"""Online retrieval: feature vectors for entity keys, with a status and event time per value.
+
+Every view and entity of one call is read in one round trip (``OnlineStore.read``). A value is
+``PRESENT``; ``NOT_FOUND`` when the store holds nothing for the entity (or only a value written
+under an older schema); ``OUTSIDE_MAX_AGE`` when its event time is older than the view's ttl at
+request time, whatever Redis still holds: ttl means the same online as in training sets.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any
+
+from featurestore.errors import RetrievalError
+from featurestore.online.codec import KeyCodec, ValueCodec, micros_to_datetime
+
+if TYPE_CHECKING:
+    import polars as pl
+
+    from featurestore.offline.retrieval import ViewRequest
+    from featurestore.online.base import OnlineStore
+
+
+class FieldStatus(StrEnum):
+    PRESENT = "PRESENT"
+    NOT_FOUND = "NOT_FOUND"
+    OUTSIDE_MAX_AGE = "OUTSIDE_MAX_AGE"
+
+
+@dataclass
+class OnlineResponse:
+    """Columnar result of ``get_online_features``: one list per entity key and per feature."""
+
+    entity_columns: dict[str, list[Any]]
+    values: dict[str, list[Any]]
+    statuses: dict[str, list[FieldStatus]]
+    event_timestamps: dict[str, list[datetime | None]]
+    dtypes: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    def __len__(self) -> int:
+        return len(next(iter(self.entity_columns.values()), []))
+
+    def to_dict(
+        self, *, include_event_timestamps: bool = False, include_statuses: bool = False
+    ) -> dict[str, list[Any]]:
+        """Entity keys and feature values (None unless PRESENT); optionally ``<feature>__status``
+        and ``<feature>__event_timestamp`` columns."""
+        out: dict[str, list[Any]] = {**self.entity_columns, **self.values}
+        for name in self.values:
+            if include_statuses:
+                out[f"{name}__status"] = [s.value for s in self.statuses[name]]
+            if include_event_timestamps:
+                out[f"{name}__event_timestamp"] = self.event_timestamps[name]
+        return out
+
+    def to_polars(self, *, include_event_timestamps: bool = False, include_statuses: bool = False) -> pl.DataFrame:
+        import polars as pl
+
+        data = self.to_dict(include_event_timestamps=include_event_timestamps, include_statuses=include_statuses)
+        columns = []
+        for name, values in data.items():
+            dtype = _polars_type(self.dtypes[name]) if name in self.dtypes else None
+            if name.endswith("__event_timestamp"):
+                dtype = pl.Datetime("us", "UTC")
+            columns.append(pl.Series(name, values, dtype=dtype, strict=False))
+        return pl.DataFrame(columns)
+
+
+def entity_columns(entity_rows: Any) -> dict[str, list[Any]]:
+    """``entity_rows`` as columns: a list of dicts (one per entity) or a dict of equal-length lists."""
+    if isinstance(entity_rows, Mapping):
+        columns = {str(k): list(v) for k, v in entity_rows.items()}
+        lengths = {len(v) for v in columns.values()}
+        if len(lengths) > 1:
+            sizes = {k: len(v) for k, v in columns.items()}
+            raise RetrievalError(f"entity_rows columns have different lengths: {sizes}")
+        return columns
+    if isinstance(entity_rows, Sequence) and not isinstance(entity_rows, str | bytes):
+        names: list[str] = []
+        for i, row in enumerate(entity_rows):
+            if not isinstance(row, Mapping):
+                raise RetrievalError(f"entity_rows[{i}] must be a dict such as {{'user_id': 1}}, got {row!r}")
+            if not names:
+                names = list(row)
+            elif list(row) != names and set(row) != set(names):
+                raise RetrievalError(f"entity_rows[{i}] has keys {sorted(row)}, but entity_rows[0] has {sorted(names)}")
+        return {n: [row[n] for row in entity_rows] for n in names}
+    raise RetrievalError(
+        "entity_rows must be a list of dicts such as [{'user_id': 1}] or a dict of lists, got "
+        f"{type(entity_rows).__name__}"
+    )
+
+
+def read_online(
+    store: OnlineStore, project: str, requests: Sequence[ViewRequest], entity_rows: Any
+) -> OnlineResponse:
+    """Look up ``requests`` for every entity row in one round trip and decode the values."""
+    columns = entity_columns(entity_rows)
+    n = len(next(iter(columns.values()), []))
+    key_groups: list[list[bytes]] = []
+    codecs: list[tuple[KeyCodec, ValueCodec]] = []
+    for req in requests:
+        view = req.view
+        if not view.online:
+            raise RetrievalError(f"feature view {view.name!r} has online=False: it is not served online")
+        missing = [k for k in view.join_keys if k not in columns]
+        if missing:
+            raise RetrievalError(
+                f"entity_rows lack join key(s) {missing} of feature view {view.name!r}; they have {sorted(columns)}"
+            )
+        key_codec = KeyCodec(project, view.name, view.join_keys)
+        key_values = [columns[k] for k in view.join_keys]
+        keys = []
+        for i in range(n):
+            try:
+                keys.append(key_codec.key([col[i] for col in key_values]))
+            except Exception as exc:
+                raise RetrievalError(f"entity_rows[{i}]: {exc}") from None
+        key_groups.append(keys)
+        codecs.append((key_codec, ValueCodec(view)))
+
+    raw = store.read(key_groups)
+    now_us = time.time_ns() // 1000
+    values: dict[str, list[Any]] = {}
+    statuses: dict[str, list[FieldStatus]] = {}
+    stamps: dict[str, list[datetime | None]] = {}
+    dtypes: dict[str, Any] = {}
+    for req, (_, value_codec), found in zip(requests, codecs, raw, strict=True):
+        max_age = None if req.view.ttl is None else int(req.view.ttl.total_seconds() * 1_000_000)
+        idx = [value_codec.index[f] for f in req.features]
+        cols: list[list[Any]] = [[] for _ in idx]
+        view_status: list[FieldStatus] = []
+        view_stamps: list[datetime | None] = []
+        for item in found:
+            decoded = None if item is None else value_codec.decode(item)
+            if decoded is None:
+                view_status.append(FieldStatus.NOT_FOUND)
+                view_stamps.append(None)
+                for c in cols:
+                    c.append(None)
+                continue
+            event_us, _, row = decoded
+            view_stamps.append(micros_to_datetime(event_us))
+            if max_age is not None and now_us - event_us > max_age:
+                view_status.append(FieldStatus.OUTSIDE_MAX_AGE)
+                for c in cols:
+                    c.append(None)
+                continue
+            view_status.append(FieldStatus.PRESENT)
+            for c, j in zip(cols, idx, strict=True):
+                c.append(row[j])
+        by_name = {f.name: f for f in req.view.features}
+        for feat, out, c in zip(req.features, req.output_names, cols, strict=True):
+            values[out] = c
+            statuses[out] = view_status
+            stamps[out] = view_stamps
+            dtypes[out] = by_name[feat].dtype
+    return OnlineResponse(columns, values, statuses, stamps, dtypes)
+
+
+def _polars_type(dtype: Any) -> Any:
+    """The Polars type of a feature type (through its Arrow type)."""
+    import polars as pl
+    import pyarrow as pa
+
+    return pl.from_arrow(pa.array([], type=dtype.to_arrow())).dtype  # type: ignore[union-attr]
