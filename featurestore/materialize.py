@@ -80,12 +80,15 @@ def materialize_view(
         # its total and the online writes stream from it in batches.
         table = f"__latest_{run_id.replace('-', '_')}"
         con.sql(latest_rows_query(con, offline, view, start_n, end_n).sql("duckdb")).create(table)
+        reader = None
         try:
             rows = int(con.table(table).count("*").fetchall()[0][0])
             on_batch = progress(view.name, rows) if progress is not None else None
             reader = con.table(table).to_arrow_reader(BATCH_ROWS)
             written = online.write(encode_batches(offline.project, view, reader), view_ttl_seconds(view), on_batch)
         finally:
+            if reader is not None:
+                reader.close()  # a half-read stream keeps the connection busy
             con.execute(f'DROP TABLE IF EXISTS "{table}"')  # the name is ours: letters, digits, _
         registry.finish_run(run_id, status="committed", rows=rows, started=began)
     except BaseException as exc:

@@ -247,10 +247,14 @@ class FeatureStore:
     ) -> list[OnlineRunResult]:
         """Write each online view's latest row per entity with event time in ``[start, end)`` to
         the online store, newest-wins. Each view is one run in the registry."""
+        from featurestore.errors import MaterializationError
         from featurestore.timeutil import to_utc
 
+        start_utc, end_utc = to_utc(start), to_utc(end)
+        if end_utc <= start_utc:
+            raise MaterializationError(f"materialize: end {end_utc} must be after start {start_utc}")
         return self._materialize_online(
-            {v.name: to_utc(start) for v in self._online_views(views)}, to_utc(end), views, progress
+            {v.name: start_utc for v in self._online_views(views)}, end_utc, views, progress
         )
 
     def materialize_incremental(

@@ -155,6 +155,10 @@ class EmbeddedServer:
             f"the embedded online server did not start in {self.path}: {self.log_tail() or 'no log'}"
         )
 
+    def kill(self) -> None:
+        """SIGKILL the server without saving (for fault tests); ``stop()`` still releases the lock."""
+        self._kill()
+
     def log_tail(self, lines: int = 5) -> str:
         try:
             text = (self.path / LOG_FILE).read_text(errors="replace").strip().splitlines()
