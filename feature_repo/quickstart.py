@@ -1,4 +1,4 @@
-"""The quickstart: apply the example repo and build a point-in-time-correct training set.
+"""The quickstart: apply the example repo, build a point-in-time-correct training set, serve online.
 
     python quickstart.py        (run by scripts/quickstart.sh after generating the data)
 """
@@ -33,6 +33,24 @@ def main() -> None:
     )
     with pl.Config(tbl_cols=-1, tbl_width_chars=200, tbl_hide_dataframe_shape=True):
         print(sample.filter(pl.col("txn_amount_1d").is_not_null()).head(5))
+
+    # Online: 'featurestore materialize' loaded the latest values into the online store. The example
+    # data ends on 2026-04-01, so values of views with a ttl are older than their ttl today: they
+    # come back as None with status OUTSIDE_MAX_AGE. A fresh push makes user 1's sessions current.
+    from datetime import UTC, datetime
+
+    with store:  # closing the store stops the embedded online server it started
+        store.push("user_web_sessions", pl.DataFrame({
+            "user_id": [1], "event_timestamp": [datetime.now(UTC)], "sessions_1d": [3],
+            "avg_session_minutes_7d": [6.0], "pages_per_session_7d": [4.5], "last_device": ["ios"],
+            "cart_abandon_rate_30d": [0.2], "days_since_last_login": [0],
+        }))
+        online = store.get_online_features("fraud_model_v1", [{"user_id": 1}, {"user_id": 2}])
+        print("\nOnline feature vectors from the feature service (value, status):")
+        values = online.to_dict()
+        for name in ("age", "country", "txn_avg_amount_7d", "sessions_1d", "last_device"):
+            cells = [f"{values[name][i]!s:>6} {online.statuses[name][i].value:<15}" for i in range(len(online))]
+            print(f"  {name:<18} user 1: {cells[0]}  user 2: {cells[1]}")
 
 
 if __name__ == "__main__":

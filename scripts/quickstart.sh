@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Install, generate the example data, apply feature_repo/ and print a training set.
+# Install, generate the example data, apply feature_repo/, materialize it (offline snapshots and the
+# embedded online server, started and stopped by each command), print a training set and online values.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -7,4 +8,5 @@ bash scripts/setup.sh
 .venv/bin/featurestore --repo feature_repo plan
 .venv/bin/featurestore --repo feature_repo apply
 .venv/bin/featurestore --repo feature_repo materialize --offline 2026-01-01 2026-04-01
+.venv/bin/featurestore --repo feature_repo materialize 2026-01-01 2026-04-01
 .venv/bin/python feature_repo/quickstart.py
