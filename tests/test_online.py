@@ -216,7 +216,7 @@ class TestPush:
                 store.push("stats", good.with_columns(pl.lit(None, pl.Int64).alias("user_id")))
             with pytest.raises(PushError, match="'event_timestamp' must be a timestamp column"):
                 store.push("stats", good.with_columns(pl.lit("yesterday").alias("event_timestamp")))
-            with pytest.raises(RetrievalError, match="push\\(to=...\\) must be one of online, offline, online_and_offline"):
+            with pytest.raises(RetrievalError, match=r"push\(to=\.\.\.\) must be one of online, offline, online_and_offline"):
                 store.push("stats", good, to="redis")
             with pytest.raises(RetrievalError, match="unknown feature view 'nope'"):
                 store.push("nope", good)
@@ -421,3 +421,20 @@ class TestFaults:
                 assert statuses == ["failed", "committed"]
         finally:
             server.stop()
+
+
+def test_writes_survive_a_script_flush_mid_run(online_repo: Any, redis_client: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The server forgetting the Lua script (SCRIPT FLUSH, a restart) between batches costs a reload, not the run."""
+    import featurestore.materialize as materialize_module
+
+    monkeypatch.setattr(materialize_module, "BATCH_ROWS", 700)
+    repo = online_repo([(u, ago(hours=1), None, float(u), "x") for u in range(5000)])
+    with FeatureStore(repo) as store:
+        store.apply()
+
+        def progress(view: str, total: int) -> Any:
+            return lambda n: redis_client.script_flush()
+
+        [run] = store.materialize(ago(days=1), NOW, progress=progress)
+        assert (run.rows, run.written) == (5000, 5000)
+        assert values(store, [0, 2500, 4999]) == [0.0, 2500.0, 4999.0]

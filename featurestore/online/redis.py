@@ -67,7 +67,6 @@ class RedisOnlineStore:
         self.cluster = cluster
         self.where = where
         self._embedded = embedded
-        self._sha: str | None = None
 
     @classmethod
     def from_config(cls, config: RepoConfig) -> RedisOnlineStore:
@@ -116,85 +115,52 @@ class RedisOnlineStore:
                 return self._write_cluster(batches, ttl, progress)
             return self._write_packed(batches, ttl, progress)
 
-    def _script(self) -> str:
-        if self._sha is None:
-            self._sha = str(self.client.script_load(NEWEST_WINS))
-        return self._sha
-
     def _write_packed(
         self, batches: Iterable[tuple[pa.Array, pa.Array]], ttl: bytes, progress: Progress | None
     ) -> int:
-        import redis
-
-        sha = self._script().encode()
-        ttl_frame = b"$%d\r\n%s\r\n" % (len(ttl), ttl)
-        pool = self.client.connection_pool
-        conn = pool.get_connection()
-        written = 0
-        inflight: deque[list[Any]] = deque()
-
-        def settle() -> int:
-            command = inflight.popleft()
-            try:
-                return int(conn.read_response())
-            except redis.ResponseError as exc:
-                if not str(exc).startswith("NOSCRIPT"):
-                    raise
-                self._sha = None  # the server lost its scripts (restart, SCRIPT FLUSH): load and resend
-                self._script()
-                conn.send_packed_command(command)
-                return int(conn.read_response())
-
+        pipe = _ScriptPipe(self.client)
         try:
             for keys, values in batches:
-                key_data, key_offsets = _frames(keys)
-                value_data, value_offsets = _frames(values)
-                n = len(keys)
-                for a in range(0, n, CALL_KEYS):
-                    b = min(a + CALL_KEYS, n)
-                    count = b"%d" % (b - a)
-                    head = b"*%d\r\n$7\r\nEVALSHA\r\n$40\r\n%s\r\n$%d\r\n%s\r\n"
-                    command = [
-                        head % (4 + 2 * (b - a), sha, len(count), count),
-                        key_data[key_offsets[a] : key_offsets[b]],
-                        ttl_frame,
-                        value_data[value_offsets[a] : value_offsets[b]],
-                    ]
-                    conn.send_packed_command(command, check_health=False)
-                    inflight.append(command)
-                    if len(inflight) >= IN_FLIGHT:
-                        written += settle()
+                calls = _Calls(keys, values, ttl)
+                for a in range(0, len(keys), CALL_KEYS):
+                    pipe.send(calls, a, min(a + CALL_KEYS, len(keys)))
                 if progress is not None:
-                    progress(n)
-            while inflight:
-                written += settle()
-        except BaseException:
-            conn.disconnect()  # replies may be pending: never hand this connection back in use
-            raise
+                    progress(len(keys))
+            return pipe.finish()
         finally:
-            pool.release(conn)
-        return written
+            pipe.close()
 
     def _write_cluster(
         self, batches: Iterable[tuple[pa.Array, pa.Array]], ttl: bytes, progress: Progress | None
     ) -> int:
+        """Keys sorted by slot; one script call per slot run, pipelined per primary node."""
+        import numpy as np
+        import pyarrow as pa
         from redis.crc import key_slot
 
-        sha = self._script()
-        written = 0
-        for keys, values in batches:
-            by_slot: dict[int, tuple[list[bytes], list[bytes]]] = {}
-            for key, value in zip(keys.to_pylist(), values.to_pylist(), strict=True):
-                group = by_slot.setdefault(key_slot(key), ([], []))
-                group[0].append(key)
-                group[1].append(value)
-            pipe = self.client.pipeline()
-            for slot_keys, slot_values in by_slot.values():
-                pipe.evalsha(sha, len(slot_keys), *slot_keys, ttl, *slot_values)
-            written += sum(int(r) for r in pipe.execute())
-            if progress is not None:
-                progress(len(keys))
-        return written
+        pipes: dict[str, _ScriptPipe] = {}
+        try:
+            for keys, values in batches:
+                slots = np.fromiter((key_slot(k) for k in keys.to_pylist()), dtype=np.int32, count=len(keys))
+                order = np.argsort(slots, kind="stable")  # stable: rows of one key keep their order
+                slots = slots[order]
+                take = pa.array(order)
+                calls = _Calls(keys.take(take), values.take(take), ttl)
+                starts = np.flatnonzero(np.diff(slots, prepend=-1))
+                ends = np.append(starts[1:], len(slots))
+                for a, b in zip(starts.tolist(), ends.tolist(), strict=True):
+                    node = self.client.nodes_manager.get_node_from_slot(int(slots[a]))
+                    pipe = pipes.get(node.name)
+                    if pipe is None:
+                        pipe = pipes[node.name] = _ScriptPipe(node.redis_connection)
+                    for lo in range(a, b, CALL_KEYS):
+                        pipe.send(calls, lo, min(lo + CALL_KEYS, b))
+                if progress is not None:
+                    progress(len(keys))
+            return sum(pipe.finish() for pipe in pipes.values())
+        finally:
+            for pipe in pipes.values():
+                pipe.close()
 
     # -- reads -----------------------------------------------------------------------------------
 
@@ -235,6 +201,79 @@ class RedisOnlineStore:
 
     def _errors(self, verb: str) -> Any:
         return _ErrorMapper(self, verb)
+
+
+class _Calls:
+    """One batch's keys and values framed in the Redis protocol, to send in slices as script calls."""
+
+    def __init__(self, keys: pa.Array, values: pa.Array, ttl: bytes) -> None:
+        self.key_data, self.key_offsets = _frames(keys)
+        self.value_data, self.value_offsets = _frames(values)
+        self.ttl_frame = b"$%d\r\n%s\r\n" % (len(ttl), ttl)
+
+    def command(self, sha: bytes, a: int, b: int) -> list[Any]:
+        """``EVALSHA sha n key... ttl value...`` for rows ``[a, b)``."""
+        count = b"%d" % (b - a)
+        head = b"*%d\r\n$7\r\nEVALSHA\r\n$40\r\n%s\r\n$%d\r\n%s\r\n" % (4 + 2 * (b - a), sha, len(count), count)
+        return [
+            head,
+            self.key_data[self.key_offsets[a] : self.key_offsets[b]],
+            self.ttl_frame,
+            self.value_data[self.value_offsets[a] : self.value_offsets[b]],
+        ]
+
+
+class _ScriptPipe:
+    """Newest-wins script calls pipelined on one connection, a few in flight at a time."""
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+        self.sha = str(client.script_load(NEWEST_WINS)).encode()
+        self.pool = client.connection_pool
+        self.conn = self.pool.get_connection()
+        self.inflight: deque[list[Any]] = deque()
+        self.written = 0
+        self.clean = False
+
+    def send(self, calls: _Calls, a: int, b: int) -> None:
+        command = calls.command(self.sha, a, b)
+        self.conn.send_packed_command(command, check_health=False)
+        self.inflight.append(command)
+        if len(self.inflight) >= IN_FLIGHT:
+            self._settle()
+
+    def _settle(self) -> None:
+        import redis
+
+        command = self.inflight.popleft()
+        try:
+            self.written += int(self.conn.read_response())
+        except redis.exceptions.NoScriptError:
+            # The server lost its scripts (restart, SCRIPT FLUSH). Every call still in flight was
+            # sent before the reload: collect the replies, load the script, resend the failed calls.
+            failed = [command]
+            while self.inflight:
+                pending = self.inflight.popleft()
+                try:
+                    self.written += int(self.conn.read_response())
+                except redis.exceptions.NoScriptError:
+                    failed.append(pending)
+            self.client.script_load(NEWEST_WINS)
+            for retry in failed:
+                self.conn.send_packed_command(retry)
+            for _ in failed:
+                self.written += int(self.conn.read_response())
+
+    def finish(self) -> int:
+        while self.inflight:
+            self._settle()
+        self.clean = True
+        return self.written
+
+    def close(self) -> None:
+        if not self.clean:
+            self.conn.disconnect()  # replies may be pending: never hand this connection back in use
+        self.pool.release(self.conn)
 
 
 class _ErrorMapper:
