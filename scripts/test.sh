@@ -3,6 +3,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh dev
+# Debian's redis-tools: a TLS-capable Redis binary for the TLS test (the bundled Valkey has no TLS)
+# and redis-benchmark for the benchmarks. Installing it starts no server.
+if ! command -v redis-check-rdb >/dev/null && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    (apt-get update -qq && apt-get install -y -qq redis-tools >/dev/null) || echo "could not install redis-tools" >&2
+fi
 .venv/bin/ruff check featurestore tests benchmarks feature_repo
 .venv/bin/mypy
 .venv/bin/python -m pytest -n 2 "$@"
