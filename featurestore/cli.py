@@ -240,7 +240,7 @@ def get_online_features(
     response = store.get_online_features(service or list(features), rows, full_feature_names=full_feature_names)
     if as_json:
         data = response.to_dict(include_statuses=True, include_event_timestamps=True)
-        click.echo(json.dumps(data, indent=2, default=str))
+        click.echo(json.dumps(data, indent=2, default=lambda v: v.isoformat() if hasattr(v, "isoformat") else str(v)))
         return
     data = response.to_dict()
     keys = list(response.entity_columns)

@@ -22,7 +22,7 @@ from sqlglot import exp
 
 from featurestore.definitions import FeatureView
 from featurestore.errors import FeatureStoreError, MaterializationError
-from featurestore.offline.sources import EVENT_TS
+from featurestore.offline.sources import CREATED_TS, EVENT_TS
 from featurestore.offline.store import TIE_KEY, OfflineStore, ts_literal
 from featurestore.online.codec import KeyCodec, ValueCodec
 from featurestore.plan import storage_fingerprint
@@ -113,11 +113,8 @@ def latest_rows_query(
     rows, needs_tie = offline.view_rows(con, view, feats)
     alias = "v"
     event = exp.column(EVENT_TS, alias, quoted=True)
-    fields = [*feats, EVENT_TS]
+    fields = [*feats, EVENT_TS, CREATED_TS]
     values: list[exp.Expr] = [exp.column(f, alias, quoted=True) for f in fields]
-    if needs_tie:
-        fields.append("__created_ts")
-        values.append(exp.Dot(this=exp.column(TIE_KEY, alias, quoted=True), expression=exp.to_identifier("c")))
     packed = exp.Struct(expressions=[
         exp.PropertyEQ(this=exp.to_identifier(f"f{i}"), expression=value) for i, value in enumerate(values)
     ])
@@ -152,7 +149,7 @@ def encode_batches(
         if batch.num_rows == 0:
             continue
         keys = key_codec.keys_from_arrow([batch.column(k) for k in view.join_keys])
-        created = batch.column("__created_ts") if "__created_ts" in batch.schema.names else None
+        created = batch.column(CREATED_TS) if CREATED_TS in batch.schema.names else None
         try:
             values = value_codec.encode(batch, batch.column(EVENT_TS), created)
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:

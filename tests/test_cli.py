@@ -96,7 +96,7 @@ def test_cli_errors(repo: Path, tmp_path: Path) -> None:
     code, out = run("materialize", "2026-01-01", "2026-02-01", "--repo", str(repo))
     assert code == 1 and "no feature views applied yet" in out
     code, out = run("materialize", "2026-02-01", "2026-01-01", "--repo", str(repo))
-    assert code == 1 and "no feature views applied yet" in out
+    assert code == 1 and "must be after start" in out
     code, out = run("materialize", "soon", "2026-02-01", "--offline", "--repo", str(repo))
     assert code == 2 and "cannot read 'soon' as a timestamp" in out
     code, out = run("materialize", "2026-01-01", "2026-02-01", "--offline", "--repo", str(repo))

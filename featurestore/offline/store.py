@@ -125,7 +125,7 @@ class OfflineStore:
         )
         query = (
             exp.select(
-                *[exp.column(c, quoted=True) for c in [*keys, *feats, EVENT_TS]],
+                *[exp.column(c, quoted=True) for c in [*keys, *feats, EVENT_TS, CREATED_TS]],
                 exp.alias_(exp.cast(exp.column(EVENT_TS, quoted=True), "DATE"), DATE_PART, quoted=True),
             )
             .from_(rel)
@@ -205,10 +205,11 @@ class OfflineStore:
     def view_rows(
         self, con: duckdb.DuckDBPyConnection, view: FeatureView, columns: Sequence[str]
     ) -> tuple[exp.Expr, bool]:
-        """The view's rows (join keys, ``columns``, ``__event_ts``) as a DuckDB subquery.
+        """The view's rows (join keys, ``columns``, ``__event_ts``, ``__created_ts``) as a DuckDB subquery.
 
         Returns the query and whether it needs tie-breaking (True when any part comes straight
-        from the source; then a ``__tie`` struct orders rows (event, created, ingestion)).
+        from the source or from pushes; then a ``__tie`` struct orders rows (event, created,
+        ingestion)).
         """
         assert view.source is not None
         keys = list(view.join_keys)
@@ -228,13 +229,18 @@ class OfflineStore:
                 exp.Literal.string(str(Path(run.location) / "**" / "*.parquet")),
                 exp.EQ(this=exp.column("hive_partitioning"), expression=exp.false()),
             )
+            # Snapshots written before they kept the created time read as the lowest one.
+            created = CREATED_TS if _has_column(run.location, CREATED_TS) else None
             select: list[exp.Expr] = [exp.column(c, quoted=True) for c in [*wanted, EVENT_TS]]
+            select.append(exp.alias_(
+                exp.column(created, quoted=True) if created else ts_literal(_MIN_TS), CREATED_TS, quoted=True
+            ))
             if needs_tie:
-                select.append(exp.alias_(_tie(EVENT_TS, None, None), TIE_KEY, quoted=True))
+                select.append(exp.alias_(_tie(EVENT_TS, created, None), TIE_KEY, quoted=True))
             parts.append(exp.select(*select).from_(files).where(_in_interval(lo, hi)))
         if remainder:
             src = source_relation(con, view.source, self.repo_path, wanted).subquery("src")
-            select = [exp.column(c, quoted=True) for c in [*wanted, EVENT_TS]]
+            select = [exp.column(c, quoted=True) for c in [*wanted, EVENT_TS, CREATED_TS]]
             select.append(exp.alias_(_tie(EVENT_TS, CREATED_TS, ORD), TIE_KEY, quoted=True))
             query = exp.select(*select).from_(src)
             if remainder != [(None, None)]:
@@ -248,17 +254,25 @@ class OfflineStore:
                 this=exp.column(ORD, quoted=True),
                 expression=exp.Literal.number(_PUSH_ORDER + run.commit_seq * _PUSH_STRIDE),
             )
-            select = [exp.column(c, quoted=True) for c in [*wanted, EVENT_TS]]
+            select = [exp.column(c, quoted=True) for c in [*wanted, EVENT_TS, CREATED_TS]]
             select.append(exp.alias_(_tie(EVENT_TS, CREATED_TS, order), TIE_KEY, quoted=True))
             parts.append(exp.select(*select).from_(files))
         if not parts:  # every run was empty and nothing is left to read: an empty relation
-            select = [exp.column(c, quoted=True) for c in [*wanted, EVENT_TS]]
+            select = [exp.column(c, quoted=True) for c in [*wanted, EVENT_TS, CREATED_TS]]
             src = source_relation(con, view.source, self.repo_path, wanted).subquery("src")
             return exp.select(*select).from_(src).where(exp.false()), False
         union: exp.Expr = parts[0]
         for part in parts[1:]:
             union = exp.union(union, part, distinct=False)
         return union, needs_tie
+
+
+def _has_column(location: str, column: str) -> bool:
+    """Whether a run's Parquet files hold ``column`` (read from one file's footer)."""
+    import pyarrow.parquet as pq
+
+    first = next(Path(location).rglob("*.parquet"), None)
+    return first is not None and column in pq.read_schema(first).names
 
 
 def _arange(n: int) -> pa.Array:

@@ -3,7 +3,8 @@
 **Key**: ``<project>:<view>:{<entity key>}``. The braces are a Redis Cluster hash tag, so all views
 of one entity live in one slot. The entity key joins the join-key values with ``|``; integers are
 written in decimal, strings with ``%``, ``|``, ``{`` and ``}`` percent-escaped, so the encoding is
-injective and the same from Arrow (writes) and from Python values (reads).
+injective and the same from Arrow (writes) and from Python values (reads); an empty string is
+``%00``, so the hash tag is never empty.
 
 **Value**: a fixed header, then the features in the view's schema order::
 
@@ -53,7 +54,14 @@ _FIXED = {
 _LEN = struct.Struct("<I")
 
 
+# An empty string is written as this token (no escaped text can produce it: "%" is always "%25"),
+# so a key never ends in an empty hash tag "{}", which Redis Cluster would ignore.
+EMPTY = "%00"
+
+
 def _escape(text: str) -> str:
+    if not text:
+        return EMPTY
     return text.replace("%", "%25").replace("|", "%7C").replace("{", "%7B").replace("}", "%7D")
 
 
@@ -101,7 +109,7 @@ class KeyCodec:
                 text = pc.cast(col, pa.string())
                 for raw, escaped in (("%", "%25"), ("|", "%7C"), ("{", "%7B"), ("}", "%7D")):
                     text = pc.replace_substring(text, raw, escaped)
-                parts.append(text)
+                parts.append(pc.if_else(pc.equal(text, ""), EMPTY, text))
             else:
                 raise OnlineStoreError(
                     f"join key {name!r} of view {self.view!r} has type {col.type}; online keys must be "
@@ -181,6 +189,8 @@ class ValueCodec:
 
     def decode(self, value: bytes) -> tuple[int, int, list[Any]] | None:
         """``(event_us, created_us, values in schema order)``; None when written under another layout."""
+        if len(value) < self.fixed_offset:  # not a value of ours at all
+            return None
         event_us, created_us, layout = HEADER.unpack_from(value)
         if layout != self.layout_id:
             return None

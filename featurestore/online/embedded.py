@@ -182,7 +182,7 @@ class EmbeddedServer:
         import redis
 
         try:
-            client = redis.Redis(**self.connection_kwargs(), socket_timeout=30)
+            client = redis.Redis(**self.connection_kwargs(), socket_timeout=30, retry=no_retry())
             client.shutdown(save=True)
         except redis.ConnectionError:
             pass  # shutdown closes the connection, or the server is already gone
@@ -258,9 +258,17 @@ def _ping(host: str, port: int, password: str) -> bool:
 
     try:
         return bool(redis.Redis(host=host, port=port, password=password or None, socket_timeout=1,
-                                socket_connect_timeout=1).ping())
+                                socket_connect_timeout=1, retry=no_retry()).ping())
     except (redis.RedisError, OSError):
         return False
+
+
+def no_retry() -> Any:
+    """redis-py retries a failed connection ten times with back-off (seconds); probes must not."""
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    return Retry(NoBackoff(), 0)
 
 
 def _free_port(host: str) -> int:
@@ -281,7 +289,10 @@ def _alive(pid: int) -> bool:
         os.kill(pid, 0)
     except OSError:
         return False
-    return True
+    try:  # an exited child that nobody reaped yet is a zombie, not a running server
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
 
 
 def _die_with_parent() -> None:

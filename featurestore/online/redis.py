@@ -71,9 +71,13 @@ class RedisOnlineStore:
     @classmethod
     def from_config(cls, config: RepoConfig) -> RedisOnlineStore:
         import redis
+        from redis.backoff import ExponentialBackoff
         from redis.cluster import RedisCluster
+        from redis.retry import Retry
 
-        options: dict[str, Any] = {"socket_connect_timeout": 5, "socket_timeout": 60}
+        # One quick retry covers a dropped idle connection; more would hide an outage for seconds.
+        options: dict[str, Any] = {"socket_connect_timeout": 5, "socket_timeout": 60,
+                                   "retry": Retry(ExponentialBackoff(cap=0.1, base=0.01), 1)}
         if config.online_store_url is None:
             from featurestore.online import embedded
 
