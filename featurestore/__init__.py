@@ -34,6 +34,7 @@ from featurestore.types import (
 )
 
 if TYPE_CHECKING:
+    from featurestore.remote.client import Client
     from featurestore.store import FeatureStore
 
 __version__ = "0.1.0"
@@ -44,6 +45,10 @@ def __getattr__(name: str) -> Any:
         from featurestore.store import FeatureStore
 
         return FeatureStore
+    if name == "Client":  # needs the grpc extra
+        from featurestore.remote.client import Client
+
+        return Client
     raise AttributeError(f"module 'featurestore' has no attribute {name!r}")
 
 
@@ -51,6 +56,7 @@ __all__ = [
     "Array",
     "Bool",
     "Bytes",
+    "Client",
     "Entity",
     "FeatureService",
     "FeatureStore",

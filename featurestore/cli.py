@@ -341,6 +341,58 @@ def training_set(
             click.echo(result.head(10))
 
 
+@cli.command()
+@_repo_option
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind (loopback by default).")
+@click.option("--port", default=6566, show_default=True, type=int, help="Port to bind (0: any free port).")
+@click.option("--token-env", default="FEATURESTORE_SERVER_TOKEN", show_default=True,
+              help="Environment variable holding the bearer token; when set, calls must send it.")
+@click.option("--tls-cert", type=click.Path(exists=True, dir_okay=False), default=None, help="PEM certificate for TLS.")
+@click.option("--tls-key", type=click.Path(exists=True, dir_okay=False), default=None, help="PEM private key for TLS.")
+@click.option("--max-concurrency", default=256, show_default=True, type=click.IntRange(1),
+              help="Calls handled at once; more get RESOURCE_EXHAUSTED.")
+@click.option("--metrics-port", default=None, type=int, help="Serve Prometheus metrics on this port (/metrics).")
+@click.option("--registry-refresh", default=5.0, show_default=True, type=click.FloatRange(0.1),
+              help="Seconds between checks of the registry for newly applied definitions.")
+@click.option("--drain-seconds", default=10.0, show_default=True, type=click.FloatRange(0),
+              help="On SIGTERM, how long calls in flight may take to finish.")
+@click.option("--log-level", default="info", show_default=True,
+              type=click.Choice(["debug", "info", "warning", "error"]), help="debug logs every call.")
+@click.pass_context
+def serve(
+    ctx: click.Context, repo: str | None, host: str, port: int, token_env: str, tls_cert: str | None,
+    tls_key: str | None, max_concurrency: int, metrics_port: int | None, registry_refresh: float,
+    drain_seconds: float, log_level: str,
+) -> None:
+    """Run the gRPC feature server until SIGTERM or Ctrl-C."""
+    import asyncio
+    import os
+    from pathlib import Path
+
+    try:
+        from featurestore_server.app import ServerOptions, configure_logging
+        from featurestore_server.app import serve as run_server
+    except ImportError as exc:
+        raise click.ClickException(
+            f"the feature server needs the grpc extra: pip install 'featurestore[grpc]' ({exc})"
+        ) from None
+    if bool(tls_cert) != bool(tls_key):
+        raise click.UsageError("--tls-cert and --tls-key go together")
+    options = ServerOptions(
+        host=host, port=port, token=os.environ.get(token_env) or None,
+        tls_cert=Path(tls_cert) if tls_cert else None, tls_key=Path(tls_key) if tls_key else None,
+        max_concurrency=max_concurrency, metrics_port=metrics_port, registry_refresh=registry_refresh,
+        drain_seconds=drain_seconds,
+    )
+    configure_logging(log_level)
+
+    def ready(bound: int) -> None:
+        click.echo(f"Serving {repo or ctx.obj.get('repo') or '.'} on {host}:{bound}", err=False)
+        sys.stdout.flush()
+
+    asyncio.run(run_server(repo or ctx.obj.get("repo"), options, on_ready=ready))
+
+
 def _table(rows: Sequence[Sequence[str]]) -> None:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for row in rows:

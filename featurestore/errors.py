@@ -68,6 +68,10 @@ class RetrievalError(FeatureStoreError):
     """A retrieval request is invalid: bad entity frame, unknown feature, ambiguous names."""
 
 
+class UnknownObjectError(RetrievalError):
+    """A named entity, feature view or feature service is not applied."""
+
+
 class SourceError(FeatureStoreError):
     """A data source cannot be read (missing file, unreadable format)."""
 

@@ -14,7 +14,7 @@ Example::
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -27,7 +27,7 @@ from featurestore.definitions import (
     FeatureView,
     definition_from_spec,
 )
-from featurestore.errors import RetrievalError
+from featurestore.errors import RetrievalError, UnknownObjectError
 from featurestore.plan import Plan, apply_plan, make_plan
 from featurestore.registry import Registry, Run
 from featurestore.repo import RepoContents, load_repo
@@ -152,7 +152,7 @@ class FeatureStore:
             known = [o.name for o in self.registry.list_objects(self.project, kind)]
             label = kind.replace("_", " ")
             hint = f"applied {label}s: {known}" if known else "nothing applied yet: run 'featurestore apply'"
-            raise RetrievalError(f"unknown {label} {name!r}; {hint}")
+            raise UnknownObjectError(f"unknown {label} {name!r}; {hint}")
         return definition_from_spec(kind, obj.spec)
 
     def get_entity(self, name: str) -> Entity:
@@ -422,54 +422,65 @@ class FeatureStore:
 
     def resolve_features(self, features: Features, *, full_feature_names: bool = False) -> list[ViewRequest]:
         """Turn refs or a feature service into per-view requests, with clear errors."""
-        from featurestore.offline.retrieval import ViewRequest
-
         views = {v.name: v for v in self.list_feature_views()}
-        wanted: dict[str, list[str]] = {}
-        if isinstance(features, FeatureService) or (isinstance(features, str) and ":" not in features):
-            service = features if isinstance(features, FeatureService) else self.get_feature_service(features)
-            for proj in service.projections:
-                if proj.view_name not in views:
-                    raise RetrievalError(
-                        f"feature service {service.name!r} uses feature view {proj.view_name!r}, which is "
-                        "not applied; run 'featurestore apply'"
-                    )
-                wanted[proj.view_name] = list(proj.features or views[proj.view_name].feature_names)
-        else:
-            if isinstance(features, str):
-                features = [features]
-            if not features:
-                raise RetrievalError("no features requested: pass refs like ['view:feature'] or a feature service")
-            for ref in features:
-                if not isinstance(ref, str) or ref.count(":") != 1:
-                    raise RetrievalError(f"feature ref {ref!r} must look like 'view:feature'")
-                view_name, feat = ref.split(":")
-                if view_name not in views:
-                    raise RetrievalError(
-                        f"feature ref {ref!r}: unknown feature view {view_name!r}; applied views: {sorted(views)}"
-                    )
-                if feat not in views[view_name].feature_names:
-                    raise RetrievalError(
-                        f"feature ref {ref!r}: view {view_name!r} has no feature {feat!r}; its features: "
-                        f"{list(views[view_name].feature_names)}"
-                    )
-                if feat in wanted.setdefault(view_name, []):
-                    raise RetrievalError(f"feature ref {ref!r} is listed twice")
-                wanted[view_name].append(feat)
+        return resolve_features(features, views, self.get_feature_service, full_feature_names=full_feature_names)
 
-        requests = []
-        seen: dict[str, str] = {}
-        for view_name, feats in wanted.items():
-            outs = tuple(f"{view_name}__{f}" if full_feature_names else f for f in feats)
-            for f, out in zip(feats, outs, strict=True):
-                if out in seen:
-                    raise RetrievalError(
-                        f"feature name {out!r} comes from both {seen[out]!r} and '{view_name}:{f}'; "
-                        "pass full_feature_names=True to get view-prefixed names"
-                    )
-                seen[out] = f"{view_name}:{f}"
-            requests.append(ViewRequest(views[view_name], tuple(feats), outs))
-        return requests
+
+def resolve_features(
+    features: Features,
+    views: dict[str, FeatureView],
+    get_service: Callable[[str], FeatureService],
+    *,
+    full_feature_names: bool = False,
+) -> list[ViewRequest]:
+    """Refs or a feature service as per-view requests, given the applied views and services."""
+    from featurestore.offline.retrieval import ViewRequest
+
+    wanted: dict[str, list[str]] = {}
+    if isinstance(features, FeatureService) or (isinstance(features, str) and ":" not in features):
+        service = features if isinstance(features, FeatureService) else get_service(features)
+        for proj in service.projections:
+            if proj.view_name not in views:
+                raise RetrievalError(
+                    f"feature service {service.name!r} uses feature view {proj.view_name!r}, which is "
+                    "not applied; run 'featurestore apply'"
+                )
+            wanted[proj.view_name] = list(proj.features or views[proj.view_name].feature_names)
+    else:
+        if isinstance(features, str):
+            features = [features]
+        if not features:
+            raise RetrievalError("no features requested: pass refs like ['view:feature'] or a feature service")
+        for ref in features:
+            if not isinstance(ref, str) or ref.count(":") != 1:
+                raise RetrievalError(f"feature ref {ref!r} must look like 'view:feature'")
+            view_name, feat = ref.split(":")
+            if view_name not in views:
+                raise RetrievalError(
+                    f"feature ref {ref!r}: unknown feature view {view_name!r}; applied views: {sorted(views)}"
+                )
+            if feat not in views[view_name].feature_names:
+                raise RetrievalError(
+                    f"feature ref {ref!r}: view {view_name!r} has no feature {feat!r}; its features: "
+                    f"{list(views[view_name].feature_names)}"
+                )
+            if feat in wanted.setdefault(view_name, []):
+                raise RetrievalError(f"feature ref {ref!r} is listed twice")
+            wanted[view_name].append(feat)
+
+    requests = []
+    seen: dict[str, str] = {}
+    for view_name, feats in wanted.items():
+        outs = tuple(f"{view_name}__{f}" if full_feature_names else f for f in feats)
+        for f, out in zip(feats, outs, strict=True):
+            if out in seen:
+                raise RetrievalError(
+                    f"feature name {out!r} comes from both {seen[out]!r} and '{view_name}:{f}'; "
+                    "pass full_feature_names=True to get view-prefixed names"
+                )
+            seen[out] = f"{view_name}:{f}"
+        requests.append(ViewRequest(views[view_name], tuple(feats), outs))
+    return requests
 
 
 def to_arrow_table(data: Any) -> pa.Table:

@@ -313,3 +313,63 @@ def _frames(arr: pa.Array) -> tuple[memoryview, Any]:
     offsets = np.frombuffer(framed.buffers()[1], dtype=np.int32)[framed.offset : framed.offset + len(framed) + 1]
     data = framed.buffers()[2]
     return memoryview(data if data is not None else b""), offsets
+
+
+class AsyncRedisReader:
+    """Reads for the asyncio feature server: the same one-round-trip ``MGET`` pipeline as ``read``."""
+
+    def __init__(self, client: Any, *, cluster: bool, where: str, embedded: EmbeddedServer | None = None) -> None:
+        self.client = client
+        self.cluster = cluster
+        self.where = where
+        self._embedded = embedded
+
+    @classmethod
+    def from_config(cls, config: RepoConfig, *, timeout: float = 5.0) -> AsyncRedisReader:
+        from redis import asyncio as aioredis
+        from redis.asyncio.cluster import RedisCluster
+
+        from featurestore.online.embedded import no_retry
+
+        # No retries: the server answers UNAVAILABLE within the caller's deadline instead.
+        options: dict[str, Any] = {"socket_connect_timeout": timeout, "socket_timeout": timeout, "retry": no_retry()}
+        if config.online_store_url is None:
+            from featurestore.online import embedded
+
+            assert config.online_store_path is not None
+            server = embedded.acquire(config.online_store_path)
+            client = aioredis.Redis(**server.connection_kwargs(), **options)
+            return cls(client, cluster=False, where=f"the embedded server at 127.0.0.1:{server.port}", embedded=server)
+        url = config.online_store_url
+        if config.online_store_cluster:
+            return cls(RedisCluster.from_url(url, **options), cluster=True, where=redact_url(url))
+        return cls(aioredis.Redis.from_url(url, **options), cluster=False, where=redact_url(url))
+
+    async def read(self, keys: Sequence[Sequence[bytes]]) -> list[list[bytes | None]]:
+        """Raises redis errors as they are: the server maps them to status codes."""
+        if self.cluster:
+            return [list(await self.client.mget_nonatomic(list(group))) if group else [] for group in keys]
+        pipe = self.client.pipeline(transaction=False)
+        for group in keys:
+            if group:
+                pipe.mget(list(group))
+        replies = iter(await pipe.execute())
+        return [list(next(replies)) if group else [] for group in keys]
+
+    async def ping(self) -> bool:
+        import redis
+
+        try:
+            return bool(await self.client.ping())
+        except (redis.RedisError, OSError):
+            return False
+
+    async def close(self) -> None:
+        try:
+            await self.client.aclose()
+        finally:
+            if self._embedded is not None:
+                from featurestore.online import embedded
+
+                embedded.release(self._embedded)
+                self._embedded = None

@@ -99,67 +99,81 @@ def read_online(
     store: OnlineStore, project: str, requests: Sequence[ViewRequest], entity_rows: Any
 ) -> OnlineResponse:
     """Look up ``requests`` for every entity row in one round trip and decode the values."""
-    columns = entity_columns(entity_rows)
-    n = len(next(iter(columns.values()), []))
-    key_groups: list[list[bytes]] = []
-    codecs: list[tuple[KeyCodec, ValueCodec]] = []
-    for req in requests:
-        view = req.view
-        if not view.online:
-            raise RetrievalError(f"feature view {view.name!r} has online=False: it is not served online")
-        missing = [k for k in view.join_keys if k not in columns]
-        if missing:
-            raise RetrievalError(
-                f"entity_rows lack join key(s) {missing} of feature view {view.name!r}; they have {sorted(columns)}"
-            )
-        key_codec = KeyCodec(project, view.name, view.join_keys)
-        key_values = [columns[k] for k in view.join_keys]
-        keys = []
-        for i in range(n):
-            try:
-                keys.append(key_codec.key([col[i] for col in key_values]))
-            except Exception as exc:
-                raise RetrievalError(f"entity_rows[{i}]: {exc}") from None
-        key_groups.append(keys)
-        codecs.append((key_codec, ValueCodec(view)))
+    plan = OnlineRead(project, requests, entity_rows)
+    return plan.decode(store.read(plan.key_groups))
 
-    raw = store.read(key_groups)
-    now_us = time.time_ns() // 1000
-    values: dict[str, list[Any]] = {}
-    statuses: dict[str, list[FieldStatus]] = {}
-    stamps: dict[str, list[datetime | None]] = {}
-    dtypes: dict[str, Any] = {}
-    for req, (_, value_codec), found in zip(requests, codecs, raw, strict=True):
-        max_age = None if req.view.ttl is None else int(req.view.ttl.total_seconds() * 1_000_000)
-        idx = [value_codec.index[f] for f in req.features]
-        cols: list[list[Any]] = [[] for _ in idx]
-        view_status: list[FieldStatus] = []
-        view_stamps: list[datetime | None] = []
-        for item in found:
-            decoded = None if item is None else value_codec.decode(item)
-            if decoded is None:
-                view_status.append(FieldStatus.NOT_FOUND)
-                view_stamps.append(None)
-                for c in cols:
-                    c.append(None)
-                continue
-            event_us, _, row = decoded
-            view_stamps.append(micros_to_datetime(event_us))
-            if max_age is not None and now_us - event_us > max_age:
-                view_status.append(FieldStatus.OUTSIDE_MAX_AGE)
-                for c in cols:
-                    c.append(None)
-                continue
-            view_status.append(FieldStatus.PRESENT)
-            for c, j in zip(cols, idx, strict=True):
-                c.append(row[j])
-        by_name = {f.name: f for f in req.view.features}
-        for feat, out, c in zip(req.features, req.output_names, cols, strict=True):
-            values[out] = c
-            statuses[out] = view_status
-            stamps[out] = view_stamps
-            dtypes[out] = by_name[feat].dtype
-    return OnlineResponse(columns, values, statuses, stamps, dtypes)
+
+class OnlineRead:
+    """One online lookup: the keys to read (checked up front) and how to decode what comes back.
+
+    Separate from the read itself so the async feature server shares it with the in-process path.
+    """
+
+    def __init__(self, project: str, requests: Sequence[ViewRequest], entity_rows: Any) -> None:
+        self.requests = requests
+        self.columns = entity_columns(entity_rows)
+        n = len(next(iter(self.columns.values()), []))
+        self.key_groups: list[list[bytes]] = []
+        self.codecs: list[ValueCodec] = []
+        for req in requests:
+            view = req.view
+            if not view.online:
+                raise RetrievalError(f"feature view {view.name!r} has online=False: it is not served online")
+            missing = [k for k in view.join_keys if k not in self.columns]
+            if missing:
+                raise RetrievalError(
+                    f"entity_rows lack join key(s) {missing} of feature view {view.name!r}; they have "
+                    f"{sorted(self.columns)}"
+                )
+            key_codec = KeyCodec(project, view.name, view.join_keys)
+            key_values = [self.columns[k] for k in view.join_keys]
+            keys = []
+            for i in range(n):
+                try:
+                    keys.append(key_codec.key([col[i] for col in key_values]))
+                except Exception as exc:
+                    raise RetrievalError(f"entity_rows[{i}]: {exc}") from None
+            self.key_groups.append(keys)
+            self.codecs.append(ValueCodec(view))
+
+    def decode(self, raw: Sequence[Sequence[bytes | None]], now_us: int | None = None) -> OnlineResponse:
+        """Values, statuses and event times from the stored values (``now_us`` judges max age)."""
+        now_us = time.time_ns() // 1000 if now_us is None else now_us
+        values: dict[str, list[Any]] = {}
+        statuses: dict[str, list[FieldStatus]] = {}
+        stamps: dict[str, list[datetime | None]] = {}
+        dtypes: dict[str, Any] = {}
+        for req, value_codec, found in zip(self.requests, self.codecs, raw, strict=True):
+            max_age = None if req.view.ttl is None else int(req.view.ttl.total_seconds() * 1_000_000)
+            idx = [value_codec.index[f] for f in req.features]
+            cols: list[list[Any]] = [[] for _ in idx]
+            view_status: list[FieldStatus] = []
+            view_stamps: list[datetime | None] = []
+            for item in found:
+                decoded = None if item is None else value_codec.decode(item)
+                if decoded is None:
+                    view_status.append(FieldStatus.NOT_FOUND)
+                    view_stamps.append(None)
+                    for c in cols:
+                        c.append(None)
+                    continue
+                event_us, _, row = decoded
+                view_stamps.append(micros_to_datetime(event_us))
+                if max_age is not None and now_us - event_us > max_age:
+                    view_status.append(FieldStatus.OUTSIDE_MAX_AGE)
+                    for c in cols:
+                        c.append(None)
+                    continue
+                view_status.append(FieldStatus.PRESENT)
+                for c, j in zip(cols, idx, strict=True):
+                    c.append(row[j])
+            by_name = {f.name: f for f in req.view.features}
+            for feat, out, c in zip(req.features, req.output_names, cols, strict=True):
+                values[out] = c
+                statuses[out] = view_status
+                stamps[out] = view_stamps
+                dtypes[out] = by_name[feat].dtype
+        return OnlineResponse(self.columns, values, statuses, stamps, dtypes)
 
 
 def _polars_type(dtype: Any) -> Any:

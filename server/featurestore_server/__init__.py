@@ -1,0 +1,1 @@
+"""The gRPC feature server: ``featurestore serve``. It uses the library; the library never imports it."""

@@ -1,0 +1,168 @@
+"""Building and running the gRPC feature server (``featurestore serve``).
+
+Loopback by default. Health (``grpc.health.v1``) and reflection are always on, so stock tools
+(grpcurl, grpc_health_probe) work. With a token configured, every call but health and reflection
+needs ``authorization: Bearer <token>``. SIGTERM (or SIGINT) starts a graceful drain: health turns
+NOT_SERVING, new calls are refused, calls in flight get ``drain_seconds`` to finish.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import json
+import logging
+import signal
+import sys
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from featurestore.online.redis import AsyncRedisReader
+from featurestore.store import FeatureStore
+from featurestore.v1 import feature_store_pb2 as pb
+from featurestore.v1 import feature_store_pb2_grpc as pb_grpc
+from featurestore_server.metrics import Metrics
+from featurestore_server.registry_cache import RegistryCache
+from featurestore_server.service import SERVICE_NAME, FeatureStoreServicer
+
+log = logging.getLogger("featurestore.server")
+DEFAULT_PORT = 6566
+TOKEN_ENV = "FEATURESTORE_SERVER_TOKEN"
+_OPEN_METHODS = ("/grpc.health.v1.", "/grpc.reflection.")
+
+
+@dataclass
+class ServerOptions:
+    host: str = "127.0.0.1"
+    port: int = DEFAULT_PORT
+    token: str | None = None
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    max_concurrency: int = 256
+    metrics_port: int | None = None
+    registry_refresh: float = 5.0
+    drain_seconds: float = 10.0
+    redis_timeout: float = 2.0
+
+
+class TokenAuth(grpc.aio.ServerInterceptor):
+    """Refuses calls without ``authorization: Bearer <token>`` (compared in constant time)."""
+
+    def __init__(self, token: str) -> None:
+        self.expected = f"Bearer {token}".encode()
+
+    async def intercept_service(
+        self, continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(details)
+        if details.method.startswith(_OPEN_METHODS) or handler is None:
+            return handler
+        given = dict(details.invocation_metadata or ()).get("authorization", "")
+        if hmac.compare_digest(str(given).encode(), self.expected):
+            return handler
+        message = "missing or invalid bearer token: send metadata 'authorization: Bearer <token>'"
+
+        async def deny(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED, message)
+
+        async def deny_stream(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED, message)
+            yield  # pragma: no cover - makes this an async generator
+
+        if handler.unary_stream:
+            return grpc.unary_stream_rpc_method_handler(
+                deny_stream, request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer)
+        return grpc.unary_unary_rpc_method_handler(
+            deny, request_deserializer=handler.request_deserializer, response_serializer=handler.response_serializer)
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, message and any structured fields."""
+
+    _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
+
+    def format(self, record: logging.LogRecord) -> str:
+        data: dict[str, Any] = {"time": self.formatTime(record), "level": record.levelname, "msg": record.getMessage()}
+        data.update({k: v for k, v in vars(record).items() if k not in self._STANDARD})
+        if record.exc_info:
+            data["error"] = self.formatException(record.exc_info)
+        return json.dumps(data, default=str)
+
+
+def configure_logging(level: str = "INFO") -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter())
+    logger = logging.getLogger("featurestore.server")
+    logger.handlers[:] = [handler]
+    logger.setLevel(level.upper())
+    logger.propagate = False
+
+
+async def serve(repo: str | Path | None, options: ServerOptions, *, on_ready: Callable[[int], None] | None = None,
+                stop: asyncio.Event | None = None) -> None:
+    """Run the server until SIGTERM/SIGINT (or ``stop`` is set), then drain and shut down."""
+    store = FeatureStore(repo)
+    reader = AsyncRedisReader.from_config(store.config, timeout=options.redis_timeout)
+    registry = RegistryCache(store, options.registry_refresh)
+    metrics = Metrics()
+    health_servicer = health.aio.HealthServicer()
+    servicer = FeatureStoreServicer(store, reader, registry, health_servicer, metrics,
+                                    max_concurrency=options.max_concurrency)
+    interceptors = [TokenAuth(options.token)] if options.token else []
+    server = grpc.aio.server(interceptors=interceptors, options=[
+        ("grpc.max_receive_message_length", 256 * 1024 * 1024),
+        ("grpc.max_send_message_length", 256 * 1024 * 1024),
+        ("grpc.so_reuseport", 0),
+    ])
+    pb_grpc.add_FeatureStoreServiceServicer_to_server(servicer, server)
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection(
+        [pb.DESCRIPTOR.services_by_name["FeatureStoreService"].full_name, health.SERVICE_NAME, reflection.SERVICE_NAME],
+        server,
+    )
+    address = f"{options.host}:{options.port}"
+    if options.tls_cert and options.tls_key:
+        credentials = grpc.ssl_server_credentials([(options.tls_key.read_bytes(), options.tls_cert.read_bytes())])
+        port = server.add_secure_port(address, credentials)
+    else:
+        port = server.add_insecure_port(address)
+    metrics_http = metrics.serve_http(options.host, options.metrics_port) if options.metrics_port is not None else None
+
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError):  # not the main thread (tests)
+            loop.add_signal_handler(sig, stop.set)
+    await server.start()
+    ok = await reader.ping()
+    status = health_pb2.HealthCheckResponse.SERVING if ok else health_pb2.HealthCheckResponse.NOT_SERVING
+    await health_servicer.set("", status)
+    await health_servicer.set(SERVICE_NAME, status)
+    if not ok:
+        await servicer._lost_redis()
+    registry.start()
+    log.info("serving", extra={"address": f"{options.host}:{port}", "project": store.project,
+                               "tls": bool(options.tls_cert), "auth": bool(options.token)})
+    if on_ready is not None:
+        on_ready(port)
+    try:
+        await stop.wait()
+    finally:
+        log.info("draining", extra={"seconds": options.drain_seconds})
+        await health_servicer.enter_graceful_shutdown()
+        await server.stop(options.drain_seconds)
+        await registry.stop()
+        await reader.close()
+        store.close()
+        if metrics_http is not None:
+            metrics_http.shutdown()
+        log.info("stopped")

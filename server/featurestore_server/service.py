@@ -1,0 +1,212 @@
+"""The ``FeatureStoreService`` implementation: online reads on the event loop, the rest in threads.
+
+Every call goes through ``_call``: it bounds concurrency (over the limit: RESOURCE_EXHAUSTED, never
+an unbounded queue), maps errors to status codes (INVALID_ARGUMENT naming the bad ref, key or
+type; NOT_FOUND for an unknown feature service; UNAVAILABLE when Redis is down; DEADLINE_EXCEEDED
+when the client's deadline passes), and records a log line and metrics.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
+
+import grpc
+from grpc_health.v1 import health, health_pb2
+
+from featurestore.errors import FeatureStoreError, PushError, RetrievalError, UnknownObjectError
+from featurestore.online.redis import AsyncRedisReader
+from featurestore.online.retrieval import OnlineRead
+from featurestore.remote import messages
+from featurestore.remote.columns import from_column
+from featurestore.store import FeatureStore
+from featurestore.v1 import feature_store_pb2 as pb
+from featurestore.v1 import feature_store_pb2_grpc as pb_grpc
+from featurestore_server.metrics import Metrics
+from featurestore_server.registry_cache import RegistryCache
+
+log = logging.getLogger("featurestore.server")
+SERVICE_NAME = "featurestore.v1.FeatureStoreService"
+T = TypeVar("T")
+
+
+class Overloaded(Exception):
+    pass
+
+
+class FeatureStoreServicer(pb_grpc.FeatureStoreServiceServicer):
+    def __init__(
+        self, store: FeatureStore, reader: AsyncRedisReader, registry: RegistryCache,
+        health_servicer: health.aio.HealthServicer, metrics: Metrics, *, max_concurrency: int = 256,
+    ) -> None:
+        self.store = store
+        self.reader = reader
+        self.registry = registry
+        self.health = health_servicer
+        self.metrics = metrics
+        self.max_concurrency = max_concurrency
+        self.inflight = 0
+        self._watcher: asyncio.Task[None] | None = None
+        self.serving = True
+
+    # -- plumbing --------------------------------------------------------------------------------
+
+    async def _call(self, method: str, context: grpc.aio.ServicerContext, work: Callable[[], Awaitable[T]]) -> T:
+        if self.inflight >= self.max_concurrency:
+            self.metrics.observe(method, "RESOURCE_EXHAUSTED", 0.0)
+            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                                f"the server is at its limit of {self.max_concurrency} concurrent calls; retry later")
+        self.inflight += 1
+        began = time.perf_counter()
+        code = grpc.StatusCode.OK
+        try:
+            remaining = context.time_remaining()
+            try:
+                return await asyncio.wait_for(work(), timeout=remaining)
+            except TimeoutError:
+                code = grpc.StatusCode.DEADLINE_EXCEEDED
+                await context.abort(code, f"{method} did not finish within the client's deadline")
+            except UnknownObjectError as exc:
+                code = grpc.StatusCode.NOT_FOUND
+                await context.abort(code, str(exc))
+            except (RetrievalError, PushError) as exc:
+                code = grpc.StatusCode.INVALID_ARGUMENT
+                await context.abort(code, str(exc))
+            except FeatureStoreError as exc:
+                code = grpc.StatusCode.UNAVAILABLE if exc.transient else grpc.StatusCode.INTERNAL
+                await context.abort(code, str(exc))
+            except _redis_errors() as exc:
+                code = grpc.StatusCode.UNAVAILABLE
+                await self._lost_redis()
+                await context.abort(code, f"the online store is unavailable ({self.reader.where}): {exc}")
+            raise AssertionError("unreachable")  # abort() raises
+        except asyncio.CancelledError:
+            code = grpc.StatusCode.CANCELLED
+            raise
+        except Exception as exc:
+            if isinstance(exc, grpc.aio.AbortError):
+                raise
+            code = grpc.StatusCode.INTERNAL
+            log.exception("unexpected error in %s", method)
+            await context.abort(code, f"internal error: {type(exc).__name__}: {exc}")
+            raise
+        finally:
+            self.inflight -= 1
+            seconds = time.perf_counter() - began
+            self.metrics.observe(method, code.name, seconds)
+            # Successful calls log at DEBUG: at thousands of calls a second, INFO would cost more than the call.
+            level = logging.DEBUG if code == grpc.StatusCode.OK else logging.INFO
+            log.log(level, "rpc", extra={"method": method, "code": code.name, "ms": round(seconds * 1000, 3)})
+
+    async def _lost_redis(self) -> None:
+        """Report NOT_SERVING until Redis answers again (checked twice a second)."""
+        if not self.serving:
+            return
+        self.serving = False
+        self.metrics.up.set(0)
+        await self.health.set(SERVICE_NAME, health_pb2.HealthCheckResponse.NOT_SERVING)
+        await self.health.set("", health_pb2.HealthCheckResponse.NOT_SERVING)
+        log.warning("online store unreachable: reporting NOT_SERVING")
+        self._watcher = asyncio.get_running_loop().create_task(self._watch_redis())
+
+    async def _watch_redis(self) -> None:
+        while not await self.reader.ping():
+            await asyncio.sleep(0.5)
+        self.serving = True
+        self.metrics.up.set(1)
+        await self.health.set(SERVICE_NAME, health_pb2.HealthCheckResponse.SERVING)
+        await self.health.set("", health_pb2.HealthCheckResponse.SERVING)
+        log.warning("online store reachable again: reporting SERVING")
+
+    # -- rpcs ------------------------------------------------------------------------------------
+
+    async def GetOnlineFeatures(
+        self, request: pb.GetOnlineFeaturesRequest, context: grpc.aio.ServicerContext
+    ) -> pb.GetOnlineFeaturesResponse:
+        async def work() -> pb.GetOnlineFeaturesResponse:
+            requests = self.registry.snapshot.resolve(_features(request), request.full_feature_names)
+            entities = {name: from_column(column) for name, column in request.entities.items()}
+            if not entities:
+                raise RetrievalError("no entities given: set entities, e.g. {'user_id': int64_values [1, 2]}")
+            plan = OnlineRead(self.store.project, requests, entities)
+            raw = await self.reader.read(plan.key_groups)
+            return messages.online_response_to_pb(plan.decode(raw), dict(request.entities))
+
+        return await self._call("GetOnlineFeatures", context, work)
+
+    async def GetHistoricalFeatures(
+        self, request: pb.GetHistoricalFeaturesRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.ArrowBatch]:
+        async def work() -> Any:
+            import polars as pl
+
+            features = _features(request)
+            if request.WhichOneof("entity_rows") == "path":
+                entity: Any = await asyncio.to_thread(pl.read_parquet, request.path)
+            else:
+                entity = messages.ipc_to_table(request.arrow_ipc)
+            return await asyncio.to_thread(
+                self.store.get_historical_features, entity,
+                features if isinstance(features, str) else list(features),
+                full_feature_names=request.full_feature_names,
+                timestamp_column=request.timestamp_column or "event_timestamp",
+            )
+
+        result = await self._call("GetHistoricalFeatures", context, work)
+        for batch in result.to_arrow().to_batches(max_chunksize=65_536):
+            yield pb.ArrowBatch(arrow_ipc=messages.table_to_ipc(batch))
+
+    async def Push(self, request: pb.PushRequest, context: grpc.aio.ServicerContext) -> pb.PushResponse:
+        async def work() -> pb.PushResponse:
+            table = messages.ipc_to_table(request.arrow_ipc)
+            to = messages.PUSH_TARGET_NAMES[request.to]
+            rows = await asyncio.to_thread(self.store.push, request.feature_view, table, to)
+            return pb.PushResponse(rows=rows)
+
+        return await self._call("Push", context, work)
+
+    async def ListFeatureViews(
+        self, request: pb.ListFeatureViewsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListFeatureViewsResponse:
+        async def work() -> pb.ListFeatureViewsResponse:
+            out = pb.ListFeatureViewsResponse()
+            for view in self.registry.snapshot.views.values():
+                info = out.feature_views.add(
+                    name=view.name, entities=list(view.entity_names), join_keys=list(view.join_keys),
+                    ttl_seconds=0.0 if view.ttl is None else view.ttl.total_seconds(), online=view.online,
+                    description=view.description, owner=view.owner,
+                )
+                info.tags.update(dict(view.tags))
+                info.features.extend(pb.FeatureSpec(name=f.name, dtype=repr(f.dtype)) for f in view.features)
+            return out
+
+        return await self._call("ListFeatureViews", context, work)
+
+    async def GetFeatureService(
+        self, request: pb.GetFeatureServiceRequest, context: grpc.aio.ServicerContext
+    ) -> pb.GetFeatureServiceResponse:
+        async def work() -> pb.GetFeatureServiceResponse:
+            snapshot = self.registry.snapshot
+            service = snapshot.service(request.name)
+            refs = [f"{r.view.name}:{f}" for r in snapshot.resolve(request.name, False) for f in r.features]
+            return pb.GetFeatureServiceResponse(name=service.name, features=refs, description=service.description)
+
+        return await self._call("GetFeatureService", context, work)
+
+
+def _features(request: Any) -> str | tuple[str, ...]:
+    which = request.WhichOneof("features")
+    if which == "feature_service":
+        return str(request.feature_service)
+    if which == "feature_list":
+        return tuple(request.feature_list.refs)
+    raise RetrievalError("set feature_list (refs like 'view:feature') or feature_service")
+
+
+def _redis_errors() -> tuple[type[BaseException], ...]:
+    import redis
+
+    return (redis.ConnectionError, redis.TimeoutError, ConnectionError, OSError)
