@@ -152,7 +152,13 @@ class Definition:
         return fingerprint(self.metadata_spec())
 
     def __hash__(self) -> int:
-        return hash((self.kind, self.name, self.data_fingerprint, self.metadata_fingerprint))
+        # Definitions are frozen, so the hash (two fingerprints: JSON of the whole spec) is computed
+        # once; serving looks definitions up by hash on every request.
+        cached: int | None = self.__dict__.get("_hash")
+        if cached is None:
+            cached = hash((self.kind, self.name, self.data_fingerprint, self.metadata_fingerprint))
+            object.__setattr__(self, "_hash", cached)
+        return cached
 
     def error(self, message: str, *, field: str | None = None) -> DefinitionError:
         """An error about this definition, pointing at the line that built it."""

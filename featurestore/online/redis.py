@@ -7,8 +7,8 @@ framed in the Redis protocol straight from Arrow buffers and pipelined, with a f
 no Python object per row, and memory bounded by the batch size. On a cluster, keys are grouped by
 slot (one script call per slot) and sent through the cluster client's pipeline.
 
-Reads are one pipeline of one ``MGET`` per view: a single round trip for any number of views and
-entities (per node on a cluster).
+Reads are one ``MGET`` of every view's and entity's key: a single command and round trip for any
+number of views and entities (one per node on a cluster).
 """
 
 from __future__ import annotations
@@ -169,15 +169,13 @@ class RedisOnlineStore:
     # -- reads -----------------------------------------------------------------------------------
 
     def read(self, keys: Sequence[Sequence[bytes]]) -> list[list[bytes | None]]:
+        flat = [k for group in keys for k in group]
+        if not flat:
+            return [[] for _ in keys]
         with self._errors("read from"):
-            if self.cluster:
-                return [list(self.client.mget_nonatomic(list(group))) if group else [] for group in keys]
-            pipe = self.client.pipeline(transaction=False)
-            for group in keys:
-                if group:
-                    pipe.mget(list(group))
-            replies = iter(pipe.execute())
-            return [list(next(replies)) if group else [] for group in keys]
+            # One MGET for every view and entity: a single command, a single round trip.
+            values = self.client.mget_nonatomic(flat) if self.cluster else self.client.mget(flat)
+        return _split(values, keys)
 
     # -- removal ---------------------------------------------------------------------------------
 
@@ -302,6 +300,15 @@ class _ErrorMapper:
         ) from exc
 
 
+def _split(values: Sequence[bytes | None], groups: Sequence[Sequence[bytes]]) -> list[list[bytes | None]]:
+    """The replies of one MGET over all groups' keys, cut back into groups."""
+    out, pos = [], 0
+    for group in groups:
+        out.append(list(values[pos : pos + len(group)]))
+        pos += len(group)
+    return out
+
+
 def _frames(arr: pa.Array) -> tuple[memoryview, Any]:
     """Each value of a binary array as a RESP bulk string, all in one buffer, and row offsets."""
     import numpy as np
@@ -347,14 +354,11 @@ class AsyncRedisReader:
 
     async def read(self, keys: Sequence[Sequence[bytes]]) -> list[list[bytes | None]]:
         """Raises redis errors as they are: the server maps them to status codes."""
-        if self.cluster:
-            return [list(await self.client.mget_nonatomic(list(group))) if group else [] for group in keys]
-        pipe = self.client.pipeline(transaction=False)
-        for group in keys:
-            if group:
-                pipe.mget(list(group))
-        replies = iter(await pipe.execute())
-        return [list(next(replies)) if group else [] for group in keys]
+        flat = [k for group in keys for k in group]
+        if not flat:
+            return [[] for _ in keys]
+        values = await (self.client.mget_nonatomic(flat) if self.cluster else self.client.mget(flat))
+        return _split(values, keys)
 
     async def ping(self) -> bool:
         import redis

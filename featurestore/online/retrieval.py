@@ -13,8 +13,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
+from featurestore.definitions import FeatureView
 from featurestore.errors import RetrievalError
 from featurestore.online.codec import KeyCodec, ValueCodec, micros_to_datetime
 
@@ -125,7 +127,7 @@ class OnlineRead:
                     f"entity_rows lack join key(s) {missing} of feature view {view.name!r}; they have "
                     f"{sorted(self.columns)}"
                 )
-            key_codec = KeyCodec(project, view.name, view.join_keys)
+            key_codec, value_codec = _codecs(project, view)
             key_values = [self.columns[k] for k in view.join_keys]
             keys = []
             for i in range(n):
@@ -134,46 +136,73 @@ class OnlineRead:
                 except Exception as exc:
                     raise RetrievalError(f"entity_rows[{i}]: {exc}") from None
             self.key_groups.append(keys)
-            self.codecs.append(ValueCodec(view))
+            self.codecs.append(value_codec)
 
-    def decode(self, raw: Sequence[Sequence[bytes | None]], now_us: int | None = None) -> OnlineResponse:
-        """Values, statuses and event times from the stored values (``now_us`` judges max age)."""
+    def decode_views(self, raw: Sequence[Sequence[bytes | None]], now_us: int | None = None) -> list[ViewValues]:
+        """Per view: a status and event time (microseconds, None when not found) per entity, and the
+        requested features' values (None unless PRESENT). ``now_us`` judges max age."""
         now_us = time.time_ns() // 1000 if now_us is None else now_us
-        values: dict[str, list[Any]] = {}
-        statuses: dict[str, list[FieldStatus]] = {}
-        stamps: dict[str, list[datetime | None]] = {}
-        dtypes: dict[str, Any] = {}
+        out = []
         for req, value_codec, found in zip(self.requests, self.codecs, raw, strict=True):
             max_age = None if req.view.ttl is None else int(req.view.ttl.total_seconds() * 1_000_000)
             idx = [value_codec.index[f] for f in req.features]
             cols: list[list[Any]] = [[] for _ in idx]
-            view_status: list[FieldStatus] = []
-            view_stamps: list[datetime | None] = []
+            statuses: list[FieldStatus] = []
+            stamps: list[int | None] = []
             for item in found:
                 decoded = None if item is None else value_codec.decode(item)
                 if decoded is None:
-                    view_status.append(FieldStatus.NOT_FOUND)
-                    view_stamps.append(None)
+                    statuses.append(FieldStatus.NOT_FOUND)
+                    stamps.append(None)
                     for c in cols:
                         c.append(None)
                     continue
                 event_us, _, row = decoded
-                view_stamps.append(micros_to_datetime(event_us))
+                stamps.append(event_us)
                 if max_age is not None and now_us - event_us > max_age:
-                    view_status.append(FieldStatus.OUTSIDE_MAX_AGE)
+                    statuses.append(FieldStatus.OUTSIDE_MAX_AGE)
                     for c in cols:
                         c.append(None)
                     continue
-                view_status.append(FieldStatus.PRESENT)
+                statuses.append(FieldStatus.PRESENT)
                 for c, j in zip(cols, idx, strict=True):
                     c.append(row[j])
             by_name = {f.name: f for f in req.view.features}
-            for feat, out, c in zip(req.features, req.output_names, cols, strict=True):
-                values[out] = c
-                statuses[out] = view_status
-                stamps[out] = view_stamps
-                dtypes[out] = by_name[feat].dtype
+            dtypes = [by_name[f].dtype for f in req.features]
+            out.append(ViewValues(req.output_names, dtypes, cols, statuses, stamps))
+        return out
+
+    def decode(self, raw: Sequence[Sequence[bytes | None]], now_us: int | None = None) -> OnlineResponse:
+        """Values, statuses and event times from the stored values (``now_us`` judges max age)."""
+        values: dict[str, list[Any]] = {}
+        statuses: dict[str, list[FieldStatus]] = {}
+        stamps: dict[str, list[datetime | None]] = {}
+        dtypes: dict[str, Any] = {}
+        for view in self.decode_views(raw, now_us):
+            times = [None if t is None else micros_to_datetime(t) for t in view.event_us]
+            for name, dtype, column in zip(view.names, view.dtypes, view.columns, strict=True):
+                values[name] = column
+                statuses[name] = view.statuses
+                stamps[name] = times
+                dtypes[name] = dtype
         return OnlineResponse(self.columns, values, statuses, stamps, dtypes)
+
+
+@dataclass(frozen=True)
+class ViewValues:
+    """One view's part of an online lookup."""
+
+    names: tuple[str, ...]
+    dtypes: list[Any]
+    columns: list[list[Any]]
+    statuses: list[FieldStatus]
+    event_us: list[int | None]
+
+
+@lru_cache(maxsize=4096)
+def _codecs(project: str, view: FeatureView) -> tuple[KeyCodec, ValueCodec]:
+    """Codecs per view definition: building them costs more than a whole lookup's decoding."""
+    return KeyCodec(project, view.name, view.join_keys), ValueCodec(view)
 
 
 def _polars_type(dtype: Any) -> Any:

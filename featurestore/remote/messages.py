@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from featurestore.online.retrieval import FieldStatus, OnlineResponse
+from featurestore.online.retrieval import FieldStatus, OnlineResponse, ViewValues
 from featurestore.remote.columns import from_column, to_column
 from featurestore.types import parse_dtype
 from featurestore.v1 import feature_store_pb2 as pb
@@ -40,6 +40,22 @@ def online_response_to_pb(
         feature.event_timestamps.extend(
             0 if t is None else int(t.timestamp()) * 1_000_000 + t.microsecond for t in response.event_timestamps[name]
         )
+    return message
+
+
+def online_views_to_pb(
+    views: list[ViewValues], entity_columns: dict[str, pb.Column]
+) -> pb.GetOnlineFeaturesResponse:
+    """The server's fast path: straight from decoded views, no datetime objects in between."""
+    message = pb.GetOnlineFeaturesResponse()
+    for name, column in entity_columns.items():
+        message.entities[name].CopyFrom(column)
+    for view in views:
+        statuses = [_STATUS_TO_PB[s] for s in view.statuses]
+        stamps = [0 if t is None else t for t in view.event_us]
+        for name, dtype, values in zip(view.names, view.dtypes, view.columns, strict=True):
+            feature = message.features.add(name=name, dtype=repr(dtype), statuses=statuses, event_timestamps=stamps)
+            feature.values.CopyFrom(to_column(values, dtype))
     return message
 
 

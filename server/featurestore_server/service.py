@@ -133,7 +133,7 @@ class FeatureStoreServicer(pb_grpc.FeatureStoreServiceServicer):
                 raise RetrievalError("no entities given: set entities, e.g. {'user_id': int64_values [1, 2]}")
             plan = OnlineRead(self.store.project, requests, entities)
             raw = await self.reader.read(plan.key_groups)
-            return messages.online_response_to_pb(plan.decode(raw), dict(request.entities))
+            return messages.online_views_to_pb(plan.decode_views(raw), dict(request.entities))
 
         return await self._call("GetOnlineFeatures", context, work)
 
