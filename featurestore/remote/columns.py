@@ -61,7 +61,7 @@ def entity_column(name: str, values: Sequence[Any]) -> pb.Column:
 
 def from_column(column: pb.Column) -> list[Any]:
     """The Python values of a Column (None at null rows)."""
-    which = column.WhichOneof("values")
+    which = column.WhichOneof("kind")
     if which is None:
         return []
     if which == "array_values":
