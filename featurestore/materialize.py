@@ -2,18 +2,22 @@
 
 For a view and a window ``[start, end)``, DuckDB picks each entity's newest row with the tie rules
 of training sets (event time, then created time, then ingestion order) from the view's rows: the
-offline store's committed snapshots where they cover the window, the source elsewhere. The result
-streams out as Arrow record batches, is encoded column-wise (``online.codec``) and is written
-newest-wins (``OnlineStore.write``), so memory holds one batch, not the window's rows, and a
-replayed or older window never overwrites newer values. Each view is one run in the registry, with
+offline store's committed snapshots where they cover the window, the source elsewhere, into a
+temporary table of one row per entity. That streams out as Arrow record batches, is encoded
+column-wise (``online.codec``) and is written newest-wins (``OnlineStore.write``): a replayed or
+older window never overwrites newer values. Memory grows with the entities of the window (the
+selection), not with its rows, and the writes hold one batch at a time. While one view is written,
+the next view's selection runs in a thread. Each view is one run in the registry, with
 its window, row count, duration and outcome.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
@@ -63,44 +67,121 @@ def materialize_view(
     progress: ViewProgress | None = None,
 ) -> OnlineRunResult:
     """Write the view's latest row per entity with event time in ``[start, end)`` online, as one run."""
-    end_n = to_naive_utc(end)
-    start_n = None if start is None else to_naive_utc(start)
-    if start_n is not None and end_n <= start_n:
-        raise MaterializationError(f"materialize {view.name}: end {end} must be after start {start}")
-    registry = offline.registry
-    run_id = registry.begin_run(
-        offline.project, view.name, "online",
-        window_start=None if start_n is None else start_n.isoformat(), window_end=end_n.isoformat(),
-        storage_fingerprint=storage_fingerprint(view),
-    )
-    began = time.monotonic()
-    rows = written = 0
-    try:
-        # A temporary table holds one row per entity (not per event), so the progress bar knows
-        # its total and the online writes stream from it in batches.
-        table = f"__latest_{run_id.replace('-', '_')}"
-        con.sql(latest_rows_query(con, offline, view, start_n, end_n).sql("duckdb")).create(table)
+    return materialize_views(con, offline, online, [(view, start, end)], progress=progress)[0]
+
+
+def materialize_views(
+    con: duckdb.DuckDBPyConnection,
+    offline: OfflineStore,
+    online: OnlineStore,
+    jobs: Sequence[tuple[FeatureView, datetime | None, datetime]],
+    *,
+    progress: ViewProgress | None = None,
+) -> list[OnlineRunResult]:
+    """Materialize views one after the other, each one a run. The next view's selection (DuckDB,
+    in a thread) overlaps the current view's writes (mostly waiting on Redis)."""
+    runs = [_ViewRun(offline, view, start, end) for view, start, end in jobs]
+    results: list[OnlineRunResult] = []
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="materialize") as pool:
+        pending = pool.submit(runs[0].select, con.cursor()) if runs else None
+        try:
+            for i, run in enumerate(runs):
+                assert pending is not None
+                pending.result()
+                pending = pool.submit(runs[i + 1].select, con.cursor()) if i + 1 < len(runs) else None
+                results.append(run.write(online, progress))
+        except BaseException:
+            if pending is not None:
+                with contextlib.suppress(BaseException):
+                    pending.result()
+            for run in runs:
+                run.abandon()
+            raise
+    return results
+
+
+class _ViewRun:
+    """One view's online run: select its latest rows into a temporary table, then write them."""
+
+    def __init__(self, offline: OfflineStore, view: FeatureView, start: datetime | None, end: datetime) -> None:
+        self.offline, self.view, self.start, self.end = offline, view, start, end
+        self.end_n = to_naive_utc(end)
+        self.start_n = None if start is None else to_naive_utc(start)
+        if self.start_n is not None and self.end_n <= self.start_n:
+            raise MaterializationError(f"materialize {view.name}: end {end} must be after start {start}")
+        self.run_id: str | None = None
+        self.finished = False
+        self.cursor: duckdb.DuckDBPyConnection | None = None
+        self.table = ""
+        self.rows = 0
+        self.began = 0.0
+
+    def select(self, cursor: duckdb.DuckDBPyConnection) -> None:
+        """Record the run as begun and compute the latest row per entity (one row per entity, so
+        the progress bar knows its total and the writes stream from it in batches)."""
+        registry = self.offline.registry
+        self.run_id = registry.begin_run(
+            self.offline.project, self.view.name, "online",
+            window_start=None if self.start_n is None else self.start_n.isoformat(),
+            window_end=self.end_n.isoformat(), storage_fingerprint=storage_fingerprint(self.view),
+        )
+        self.began = time.monotonic()
+        self.cursor = cursor
+        try:
+            self.table = f"__latest_{self.run_id.replace('-', '_')}"
+            query = latest_rows_query(cursor, self.offline, self.view, self.start_n, self.end_n)
+            cursor.sql(query.sql("duckdb")).create(self.table)
+            self.rows = int(cursor.table(self.table).count("*").fetchall()[0][0])
+        except BaseException as exc:
+            raise self._fail(exc) from exc
+
+    def write(self, online: OnlineStore, progress: ViewProgress | None) -> OnlineRunResult:
+        assert self.cursor is not None and self.run_id is not None
         reader = None
         try:
-            rows = int(con.table(table).count("*").fetchall()[0][0])
-            on_batch = progress(view.name, rows) if progress is not None else None
-            reader = con.table(table).to_arrow_reader(BATCH_ROWS)
-            written = online.write(encode_batches(offline.project, view, reader), view_ttl_seconds(view), on_batch)
+            on_batch = progress(self.view.name, self.rows) if progress is not None else None
+            reader = self.cursor.table(self.table).to_arrow_reader(BATCH_ROWS)
+            batches = encode_batches(self.offline.project, self.view, reader)
+            written = online.write(batches, view_ttl_seconds(self.view), on_batch)
+        except BaseException as exc:
+            raise self._fail(exc) from exc
         finally:
             if reader is not None:
                 reader.close()  # a half-read stream keeps the connection busy
-            con.execute(f'DROP TABLE IF EXISTS "{table}"')  # the name is ours: letters, digits, _
-        registry.finish_run(run_id, status="committed", rows=rows, started=began)
-    except BaseException as exc:
-        registry.finish_run(run_id, status="failed", rows=rows, message=f"{type(exc).__name__}: {exc}", started=began)
-        if isinstance(exc, Exception) and not isinstance(exc, FeatureStoreError):
-            raise MaterializationError(f"materialize {view.name} online, run {run_id}, failed: {exc}") from exc
-        if isinstance(exc, FeatureStoreError) and not isinstance(exc, MaterializationError):
-            error = MaterializationError(f"materialize {view.name} online, run {run_id}, failed: {exc}")
-            error.transient = exc.transient
-            raise error from exc
-        raise
-    return OnlineRunResult(run_id, view.name, start, end, rows, written, time.monotonic() - began)
+        self.offline.registry.finish_run(self.run_id, status="committed", rows=self.rows, started=self.began)
+        self.finished = True
+        self._release()
+        return OnlineRunResult(
+            self.run_id, self.view.name, self.start, self.end, self.rows, written, time.monotonic() - self.began
+        )
+
+    def abandon(self) -> None:
+        """A run begun but not finished because another view failed: recorded as failed."""
+        if self.run_id is not None and not self.finished:
+            self._fail(MaterializationError("not written: an earlier view of the same materialization failed"))
+        self._release()
+
+    def _fail(self, exc: BaseException) -> BaseException:
+        """Record the run as failed and return the error to raise (project errors keep their kind)."""
+        assert self.run_id is not None
+        if not self.finished:
+            self.offline.registry.finish_run(
+                self.run_id, status="failed", rows=self.rows, message=f"{type(exc).__name__}: {exc}", started=self.began
+            )
+            self.finished = True
+        self._release()
+        if not isinstance(exc, Exception) or isinstance(exc, MaterializationError):
+            return exc
+        error = MaterializationError(f"materialize {self.view.name} online, run {self.run_id}, failed: {exc}")
+        error.transient = isinstance(exc, FeatureStoreError) and exc.transient
+        return error
+
+    def _release(self) -> None:
+        if self.cursor is not None:
+            with contextlib.suppress(Exception):
+                self.cursor.execute(f'DROP TABLE IF EXISTS "{self.table}"')  # our name: letters, digits, _
+                self.cursor.close()
+            self.cursor = None
 
 
 def latest_rows_query(

@@ -292,21 +292,24 @@ class FeatureStore:
         self, starts: dict[str, datetime | None], end: datetime, views: Sequence[str] | None,
         progress: ViewProgress | None,
     ) -> list[OnlineRunResult]:
-        from featurestore.materialize import materialize_view
+        from featurestore.materialize import materialize_views
 
-        results = []
+        jobs = []
+        for view in self._online_views(views):
+            start = starts[view.name]
+            if start is not None and start >= end:
+                continue  # already materialized up to end
+            jobs.append((view, start, end))
+        if not jobs:
+            return []
         online = self.online_store
-        offline = self._offline()
         con = self._duckdb()
         try:
-            for view in self._online_views(views):
-                start = starts[view.name]
-                if start is not None and start >= end:
-                    continue  # already materialized up to end
-                results.append(materialize_view(con, offline, online, view, start, end, progress=progress))
+            # Rows leave in any order: the selection streams without keeping insertion order.
+            con.execute("SET preserve_insertion_order = false")
+            return materialize_views(con, self._offline(), online, jobs, progress=progress)
         finally:
             con.close()
-        return results
 
     def get_online_features(
         self, features: Features, entity_rows: Any, *, full_feature_names: bool = False

@@ -27,30 +27,55 @@ if TYPE_CHECKING:
     from featurestore.config import RepoConfig
     from featurestore.online.embedded import EmbeddedServer
 
-# KEYS: the keys. ARGV[1]: seconds to live (0: no expiry). ARGV[i + 1]: the value for KEYS[i].
-# Versions are compared as numbers: exact for microsecond times before the year 2255.
+# KEYS: the keys. ARGV[1]: seconds to live (0: no expiry). ARGV[2]: "1" when the server has
+# MSETEX. ARGV[i + 2]: the value for KEYS[i]. Returns how many values were accepted.
+# One MGET, the version checks, then one MSET/MSETEX: per-key redis.call()s cost more than the
+# checks (2.5-3.4 us a key against about 1.7). Versions are compared as numbers: exact for
+# microsecond times before the year 2255. A key repeated in one call is compared with its pending
+# value, so the newest (or, on ties, the last) wins as if written one by one.
 NEWEST_WINS = """
 local ttl = tonumber(ARGV[1])
-local written = 0
+local current = redis.call('MGET', unpack(KEYS))
+local pending = {}
+local args = {}
+local accepted = 0
 for i = 1, #KEYS do
-  local new = ARGV[i + 1]
-  local cur = redis.call('GETRANGE', KEYS[i], 0, 15)
-  local newer = #cur < 16
+  local key, new = KEYS[i], ARGV[i + 2]
+  local at = pending[key]
+  local old = current[i]
+  if at then old = args[at] end
+  local newer = (not old) or #old < 16
   if not newer then
-    local ce, cc = struct.unpack('>i8>i8', cur)
+    local oe, oc = struct.unpack('>i8>i8', old)
     local ne, nc = struct.unpack('>i8>i8', new)
-    newer = ne > ce or (ne == ce and nc >= cc)
+    newer = ne > oe or (ne == oe and nc >= oc)
   end
   if newer then
-    if ttl > 0 then
-      redis.call('SET', KEYS[i], new, 'EX', ttl)
+    accepted = accepted + 1
+    if at then
+      args[at] = new
     else
-      redis.call('SET', KEYS[i], new)
+      args[#args + 1] = key
+      args[#args + 1] = new
+      pending[key] = #args
     end
-    written = written + 1
   end
 end
-return written
+if #args > 0 then
+  if ttl == 0 then
+    redis.call('MSET', unpack(args))
+  elseif ARGV[2] == '1' then
+    table.insert(args, 1, #args / 2)
+    args[#args + 1] = 'EX'
+    args[#args + 1] = ttl
+    redis.call('MSETEX', unpack(args))
+  else
+    for j = 1, #args, 2 do
+      redis.call('SET', args[j], args[j + 1], 'EX', ttl)
+    end
+  end
+end
+return accepted
 """
 CALL_KEYS = 500  # keys per script call: the server runs each call in about a millisecond
 IN_FLIGHT = 8  # calls sent before waiting for the first reply
@@ -213,14 +238,15 @@ class _Calls:
         self.value_data, self.value_offsets = _frames(values)
         self.ttl_frame = b"$%d\r\n%s\r\n" % (len(ttl), ttl)
 
-    def command(self, sha: bytes, a: int, b: int) -> list[Any]:
-        """``EVALSHA sha n key... ttl value...`` for rows ``[a, b)``."""
+    def command(self, sha: bytes, msetex: bool, a: int, b: int) -> list[Any]:
+        """``EVALSHA sha n key... ttl msetex value...`` for rows ``[a, b)``."""
         count = b"%d" % (b - a)
-        head = b"*%d\r\n$7\r\nEVALSHA\r\n$40\r\n%s\r\n$%d\r\n%s\r\n" % (4 + 2 * (b - a), sha, len(count), count)
+        head = b"*%d\r\n$7\r\nEVALSHA\r\n$40\r\n%s\r\n$%d\r\n%s\r\n" % (5 + 2 * (b - a), sha, len(count), count)
         return [
             head,
             self.key_data[self.key_offsets[a] : self.key_offsets[b]],
             self.ttl_frame,
+            b"$1\r\n1\r\n" if msetex else b"$1\r\n0\r\n",
             self.value_data[self.value_offsets[a] : self.value_offsets[b]],
         ]
 
@@ -231,6 +257,7 @@ class _ScriptPipe:
     def __init__(self, client: Any) -> None:
         self.client = client
         self.sha = str(client.script_load(NEWEST_WINS)).encode()
+        self.msetex = _has_command(client, "MSETEX")  # Valkey 9.1+, Redis 8.4+
         self.pool = client.connection_pool
         self.conn = self.pool.get_connection()
         self.inflight: deque[list[Any]] = deque()
@@ -238,7 +265,7 @@ class _ScriptPipe:
         self.clean = False
 
     def send(self, calls: _Calls, a: int, b: int) -> None:
-        command = calls.command(self.sha, a, b)
+        command = calls.command(self.sha, self.msetex, a, b)
         self.conn.send_packed_command(command, check_health=False)
         self.inflight.append(command)
         if len(self.inflight) >= IN_FLIGHT:
@@ -298,6 +325,16 @@ class _ErrorMapper:
             f"cannot {self.verb} the online store, {self.store.where}{hint}: {type(exc).__name__}: {exc}",
             transient=transient,
         ) from exc
+
+
+def _has_command(client: Any, name: str) -> bool:
+    try:
+        info = client.execute_command("COMMAND", "INFO", name)
+    except Exception:
+        return False
+    if isinstance(info, dict):
+        return bool(info.get(name.lower()))
+    return bool(info and info[0])
 
 
 def _split(values: Sequence[bytes | None], groups: Sequence[Sequence[bytes]]) -> list[list[bytes | None]]:
