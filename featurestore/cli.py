@@ -391,6 +391,10 @@ def serve(
         sys.stdout.flush()
 
     asyncio.run(run_server(repo or ctx.obj.get("repo"), options, on_ready=ready))
+    # Calls cut off by the drain may leave a worker thread in a long query: do not wait for it.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def _table(rows: Sequence[Sequence[str]]) -> None:

@@ -369,25 +369,30 @@ class AsyncRedisReader:
         self._embedded = embedded
 
     @classmethod
-    def from_config(cls, config: RepoConfig, *, timeout: float = 5.0) -> AsyncRedisReader:
+    def from_config(cls, config: RepoConfig, *, timeout: float = 5.0, max_connections: int = 256) -> AsyncRedisReader:
         from redis import asyncio as aioredis
         from redis.asyncio.cluster import RedisCluster
 
         from featurestore.online.embedded import no_retry
 
-        # No retries: the server answers UNAVAILABLE within the caller's deadline instead.
+        # No retries: the server answers UNAVAILABLE within the caller's deadline instead. A burst
+        # above the pool size waits for a connection (up to the timeout) instead of failing.
         options: dict[str, Any] = {"socket_connect_timeout": timeout, "socket_timeout": timeout, "retry": no_retry()}
+        pool_options = {**options, "max_connections": max_connections, "timeout": timeout}
         if config.online_store_url is None:
             from featurestore.online import embedded
 
             assert config.online_store_path is not None
             server = embedded.acquire(config.online_store_path)
-            client = aioredis.Redis(**server.connection_kwargs(), **options)
+            pool = aioredis.BlockingConnectionPool(**server.connection_kwargs(), **pool_options)
+            client = aioredis.Redis(connection_pool=pool)
             return cls(client, cluster=False, where=f"the embedded server at 127.0.0.1:{server.port}", embedded=server)
         url = config.online_store_url
         if config.online_store_cluster:
-            return cls(RedisCluster.from_url(url, **options), cluster=True, where=redact_url(url))
-        return cls(aioredis.Redis.from_url(url, **options), cluster=False, where=redact_url(url))
+            return cls(RedisCluster.from_url(url, max_connections=max_connections, **options), cluster=True,
+                       where=redact_url(url))
+        pool = aioredis.BlockingConnectionPool.from_url(url, **pool_options)
+        return cls(aioredis.Redis(connection_pool=pool), cluster=False, where=redact_url(url))
 
     async def read(self, keys: Sequence[Sequence[bytes]]) -> list[list[bytes | None]]:
         """Raises redis errors as they are: the server maps them to status codes."""

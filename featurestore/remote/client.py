@@ -47,10 +47,13 @@ class Client:
     ) -> None:
         import grpc
 
+        # Training sets arrive in large messages: lift gRPC's 4 MB default.
+        options = [("grpc.max_receive_message_length", 256 * 1024 * 1024)]
         if tls or root_certificates is not None:
-            channel = grpc.secure_channel(target, grpc.ssl_channel_credentials(root_certificates=root_certificates))
+            credentials = grpc.ssl_channel_credentials(root_certificates=root_certificates)
+            channel = grpc.secure_channel(target, credentials, options=options)
         else:
-            channel = grpc.insecure_channel(target)
+            channel = grpc.insecure_channel(target, options=options)
         self.target = target
         self.timeout = timeout
         self._channel = channel
@@ -82,9 +85,13 @@ class Client:
     ) -> OnlineResponse:
         request = pb.GetOnlineFeaturesRequest(full_feature_names=full_feature_names)
         _set_features(request, features)
-        for name, values in entity_columns(entity_rows).items():
+        columns = entity_columns(entity_rows)
+        for name, values in columns.items():
             request.entities[name].CopyFrom(entity_column(name, values))
-        return messages.online_response_from_pb(self._call(self._stub.GetOnlineFeatures, request, timeout))
+        response = messages.online_response_from_pb(self._call(self._stub.GetOnlineFeatures, request, timeout))
+        # Protobuf maps have no order: give the entity columns back in the caller's order.
+        response.entity_columns = {name: response.entity_columns[name] for name in columns}
+        return response
 
     def get_historical_features(
         self, entity_df: Any, features: Features, *, full_feature_names: bool = False,

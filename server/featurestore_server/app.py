@@ -111,7 +111,9 @@ async def serve(repo: str | Path | None, options: ServerOptions, *, on_ready: Ca
                 stop: asyncio.Event | None = None) -> None:
     """Run the server until SIGTERM/SIGINT (or ``stop`` is set), then drain and shut down."""
     store = FeatureStore(repo)
-    reader = AsyncRedisReader.from_config(store.config, timeout=options.redis_timeout)
+    reader = AsyncRedisReader.from_config(
+        store.config, timeout=options.redis_timeout, max_connections=max(options.max_concurrency, 16)
+    )
     registry = RegistryCache(store, options.registry_refresh)
     metrics = Metrics()
     health_servicer = health.aio.HealthServicer()
@@ -147,8 +149,7 @@ async def serve(repo: str | Path | None, options: ServerOptions, *, on_ready: Ca
     status = health_pb2.HealthCheckResponse.SERVING if ok else health_pb2.HealthCheckResponse.NOT_SERVING
     await health_servicer.set("", status)
     await health_servicer.set(SERVICE_NAME, status)
-    if not ok:
-        await servicer._lost_redis()
+    servicer.start()  # health follows the online store from here on
     registry.start()
     log.info("serving", extra={"address": f"{options.host}:{port}", "project": store.project,
                                "tls": bool(options.tls_cert), "auth": bool(options.token)})
@@ -160,6 +161,7 @@ async def serve(repo: str | Path | None, options: ServerOptions, *, on_ready: Ca
         log.info("draining", extra={"seconds": options.drain_seconds})
         await health_servicer.enter_graceful_shutdown()
         await server.stop(options.drain_seconds)
+        await servicer.stop()
         await registry.stop()
         await reader.close()
         store.close()

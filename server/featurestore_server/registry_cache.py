@@ -26,6 +26,7 @@ class Snapshot:
     apply_id: int | None
     views: dict[str, FeatureView]
     services: dict[str, FeatureService]
+    versions: dict[str, int] = field(default_factory=dict)
     resolved: dict[Any, list[ViewRequest]] = field(default_factory=dict)
 
     def service(self, name: str) -> FeatureService:
@@ -60,6 +61,7 @@ class RegistryCache:
             self.store.registry.latest_apply(self.store.project),
             {v.name: v for v in self.store.list_feature_views()},
             {s.name: s for s in self.store.list_feature_services()},
+            {o.name: o.version for o in self.store.registry.list_objects(self.store.project, FeatureView.kind)},
         )
 
     def start(self) -> None:

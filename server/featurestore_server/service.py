@@ -9,9 +9,12 @@ when the client's deadline passes), and records a log line and metrics.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 import grpc
@@ -30,6 +33,7 @@ from featurestore_server.registry_cache import RegistryCache
 
 log = logging.getLogger("featurestore.server")
 SERVICE_NAME = "featurestore.v1.FeatureStoreService"
+BATCH_BYTES = 1 << 20
 T = TypeVar("T")
 
 
@@ -49,8 +53,25 @@ class FeatureStoreServicer(pb_grpc.FeatureStoreServiceServicer):
         self.metrics = metrics
         self.max_concurrency = max_concurrency
         self.inflight = 0
-        self._watcher: asyncio.Task[None] | None = None
         self.serving = True
+        self._monitor: asyncio.Task[None] | None = None
+        self._recheck = asyncio.Event()
+        # Blocking work (training sets, pushes) runs here, not in asyncio's default executor, so
+        # shutting down never waits for an abandoned DuckDB query.
+        self.executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="featurestore-work")
+
+    def start(self) -> None:
+        self._monitor = asyncio.get_running_loop().create_task(self._watch_online_store())
+
+    async def stop(self) -> None:
+        if self._monitor is not None:
+            self._monitor.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._monitor
+        self.executor.shutdown(wait=False, cancel_futures=True)
+
+    async def _blocking(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self.executor, functools.partial(fn, *args, **kwargs))
 
     # -- plumbing --------------------------------------------------------------------------------
 
@@ -80,7 +101,11 @@ class FeatureStoreServicer(pb_grpc.FeatureStoreServiceServicer):
                 await context.abort(code, str(exc))
             except _redis_errors() as exc:
                 code = grpc.StatusCode.UNAVAILABLE
-                await self._lost_redis()
+                if _pool_exhausted(exc):  # a burst, not an outage: health stays as it is
+                    await context.abort(code, f"all connections to the online store are busy; retry: {exc}")
+                if self.serving:  # NOT_SERVING at once; the monitor's next ping decides when it returns
+                    await self._set_serving(False)
+                self._recheck.set()
                 await context.abort(code, f"the online store is unavailable ({self.reader.where}): {exc}")
             raise AssertionError("unreachable")  # abort() raises
         except asyncio.CancelledError:
@@ -88,6 +113,9 @@ class FeatureStoreServicer(pb_grpc.FeatureStoreServiceServicer):
             raise
         except Exception as exc:
             if isinstance(exc, grpc.aio.AbortError):
+                raise
+            if context.done():  # the client gave up (deadline, cancel) while we answered: not our error
+                code = grpc.StatusCode.CANCELLED if code == grpc.StatusCode.OK else code
                 raise
             code = grpc.StatusCode.INTERNAL
             log.exception("unexpected error in %s", method)
@@ -101,25 +129,27 @@ class FeatureStoreServicer(pb_grpc.FeatureStoreServiceServicer):
             level = logging.DEBUG if code == grpc.StatusCode.OK else logging.INFO
             log.log(level, "rpc", extra={"method": method, "code": code.name, "ms": round(seconds * 1000, 3)})
 
-    async def _lost_redis(self) -> None:
-        """Report NOT_SERVING until Redis answers again (checked twice a second)."""
-        if not self.serving:
-            return
-        self.serving = False
-        self.metrics.up.set(0)
-        await self.health.set(SERVICE_NAME, health_pb2.HealthCheckResponse.NOT_SERVING)
-        await self.health.set("", health_pb2.HealthCheckResponse.NOT_SERVING)
-        log.warning("online store unreachable: reporting NOT_SERVING")
-        self._watcher = asyncio.get_running_loop().create_task(self._watch_redis())
+    async def _watch_online_store(self) -> None:
+        """Health follows the online store: a ping every couple of seconds, or at once after a
+        failed read; NOT_SERVING while it does not answer, SERVING again when it does."""
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._recheck.wait(), timeout=2.0)
+            self._recheck.clear()
+            up = await self.reader.ping()
+            if up != self.serving:
+                await self._set_serving(up)
+            if not up:
+                await asyncio.sleep(0.25)
 
-    async def _watch_redis(self) -> None:
-        while not await self.reader.ping():
-            await asyncio.sleep(0.5)
-        self.serving = True
-        self.metrics.up.set(1)
-        await self.health.set(SERVICE_NAME, health_pb2.HealthCheckResponse.SERVING)
-        await self.health.set("", health_pb2.HealthCheckResponse.SERVING)
-        log.warning("online store reachable again: reporting SERVING")
+    async def _set_serving(self, up: bool) -> None:
+        self.serving = up
+        self.metrics.up.set(1 if up else 0)
+        status = health_pb2.HealthCheckResponse.SERVING if up else health_pb2.HealthCheckResponse.NOT_SERVING
+        await self.health.set(SERVICE_NAME, status)
+        await self.health.set("", status)
+        log.warning("online store %s: reporting %s", "reachable" if up else "unreachable",
+                    "SERVING" if up else "NOT_SERVING")
 
     # -- rpcs ------------------------------------------------------------------------------------
 
@@ -145,25 +175,34 @@ class FeatureStoreServicer(pb_grpc.FeatureStoreServiceServicer):
 
             features = _features(request)
             if request.WhichOneof("entity_rows") == "path":
-                entity: Any = await asyncio.to_thread(pl.read_parquet, request.path)
+                path = self._readable_path(request.path)
+                try:
+                    entity: Any = await self._blocking(pl.read_parquet, path)
+                except (OSError, pl.exceptions.PolarsError) as exc:
+                    raise RetrievalError(f"cannot read entity rows from {request.path!r}: {exc}") from None
             else:
-                entity = messages.ipc_to_table(request.arrow_ipc)
-            return await asyncio.to_thread(
+                entity = _arrow(request.arrow_ipc, "entity rows")
+            return await self._blocking(
                 self.store.get_historical_features, entity,
                 features if isinstance(features, str) else list(features),
                 full_feature_names=request.full_feature_names,
                 timestamp_column=request.timestamp_column or "event_timestamp",
             )
 
-        result = await self._call("GetHistoricalFeatures", context, work)
-        for batch in result.to_arrow().to_batches(max_chunksize=65_536):
+        result = (await self._call("GetHistoricalFeatures", context, work)).to_arrow()
+        # About 1 MB per message, well under gRPC's default 4 MB limit of clients.
+        rows = max(1, int(BATCH_BYTES * result.num_rows / max(result.nbytes, 1)))
+        batches = result.to_batches(max_chunksize=rows) or [result.slice(0, 0)]  # an empty set keeps its schema
+        for batch in batches:
             yield pb.ArrowBatch(arrow_ipc=messages.table_to_ipc(batch))
 
     async def Push(self, request: pb.PushRequest, context: grpc.aio.ServicerContext) -> pb.PushResponse:
         async def work() -> pb.PushResponse:
-            table = messages.ipc_to_table(request.arrow_ipc)
+            if request.to not in messages.PUSH_TARGET_NAMES:
+                raise PushError(f"unknown push target {request.to}: use ONLINE, OFFLINE or ONLINE_AND_OFFLINE")
+            table = _arrow(request.arrow_ipc, "pushed rows")
             to = messages.PUSH_TARGET_NAMES[request.to]
-            rows = await asyncio.to_thread(self.store.push, request.feature_view, table, to)
+            rows = await self._blocking(self.store.push, request.feature_view, table, to)
             return pb.PushResponse(rows=rows)
 
         return await self._call("Push", context, work)
@@ -178,6 +217,7 @@ class FeatureStoreServicer(pb_grpc.FeatureStoreServiceServicer):
                     name=view.name, entities=list(view.entity_names), join_keys=list(view.join_keys),
                     ttl_seconds=0.0 if view.ttl is None else view.ttl.total_seconds(), online=view.online,
                     description=view.description, owner=view.owner,
+                    version=self.registry.snapshot.versions.get(view.name, 0),
                 )
                 info.tags.update(dict(view.tags))
                 info.features.extend(pb.FeatureSpec(name=f.name, dtype=repr(f.dtype)) for f in view.features)
@@ -197,6 +237,25 @@ class FeatureStoreServicer(pb_grpc.FeatureStoreServiceServicer):
         return await self._call("GetFeatureService", context, work)
 
 
+    def _readable_path(self, path: str) -> str:
+        """Entity-row files are read only from inside the repo folder: clients must not make the
+        server read arbitrary files."""
+        repo = self.store.repo_path.resolve()
+        resolved = (repo / path).resolve()
+        if not resolved.is_relative_to(repo):
+            raise RetrievalError(f"path {path!r} is outside the repo folder; send the rows as arrow_ipc instead")
+        return str(resolved)
+
+
+def _arrow(data: bytes, what: str) -> Any:
+    import pyarrow as pa
+
+    try:
+        return messages.ipc_to_table(data)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise RetrievalError(f"{what} are not an Arrow IPC stream: {exc}") from None
+
+
 def _features(request: Any) -> str | tuple[str, ...]:
     which = request.WhichOneof("features")
     if which == "feature_service":
@@ -204,6 +263,12 @@ def _features(request: Any) -> str | tuple[str, ...]:
     if which == "feature_list":
         return tuple(request.feature_list.refs)
     raise RetrievalError("set feature_list (refs like 'view:feature') or feature_service")
+
+
+def _pool_exhausted(exc: BaseException) -> bool:
+    import redis
+
+    return isinstance(exc, redis.exceptions.MaxConnectionsError) or "No connection available" in str(exc)
 
 
 def _redis_errors() -> tuple[type[BaseException], ...]:
