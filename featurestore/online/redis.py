@@ -4,8 +4,9 @@ Writes go through one Lua script that takes many keys per call and writes each v
 version ``(event_ts, created_ts)``, the value's first 16 bytes, is not older than the stored one,
 so a late or replayed batch never goes back in time. On a standalone server the commands are
 framed in the Redis protocol straight from Arrow buffers and pipelined, with a few calls in flight:
-no Python object per row, and memory bounded by the batch size. On a cluster, keys are grouped by
-slot (one script call per slot) and sent through the cluster client's pipeline.
+no Python object per row, and memory bounded by the batch size. On a cluster, each batch is sorted by
+slot (computed per key in Python) and every slot's run of keys becomes script calls, framed the
+same way and pipelined to the primary that owns the slot.
 
 Reads are one ``MGET`` of every view's and entity's key: a single command and round trip for any
 number of views and entities (one per node on a cluster).
