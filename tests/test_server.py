@@ -604,6 +604,13 @@ class TestStatusCodes:
         assert code == grpc.StatusCode.INVALID_ARGUMENT
         assert "join key 'user_id'" in details and "float" in details
 
+    def test_request_data_without_on_demand_features(self, stub: pb_grpc.FeatureStoreServiceStub) -> None:
+        request = online_request(["stats:value"], user_id=ints(1))
+        request.request_data["amount"].CopyFrom(pb.Column(double_values=pb.DoubleValues(values=[1.0])))
+        code, details = status_of(lambda: stub.GetOnlineFeatures(request, timeout=5))
+        assert code == grpc.StatusCode.INVALID_ARGUMENT
+        assert "request_data ['amount'] given, but no requested feature is an on-demand feature" in details
+
     def test_unknown_feature_service_is_not_found(self, stub: pb_grpc.FeatureStoreServiceStub) -> None:
         entity = pl.DataFrame({"user_id": [1], "event_timestamp": [NOW]})
         calls = {

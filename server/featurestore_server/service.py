@@ -158,6 +158,9 @@ class FeatureStoreServicer(pb_grpc.FeatureStoreServiceServicer):
     ) -> pb.GetOnlineFeaturesResponse:
         async def work() -> pb.GetOnlineFeaturesResponse:
             requests = self.registry.snapshot.resolve(_features(request), request.full_feature_names)
+            if request.request_data:
+                names = sorted(request.request_data)
+                raise RetrievalError(f"request_data {names} given, but no requested feature is an on-demand feature")
             entities = {name: from_column(column) for name, column in request.entities.items()}
             if not entities:
                 raise RetrievalError("no entities given: set entities, e.g. {'user_id': int64_values [1, 2]}")
