@@ -86,7 +86,9 @@ class FeatureStoreServicer(pb_grpc.FeatureStoreServiceServicer):
         try:
             remaining = context.time_remaining()
             try:
-                return await asyncio.wait_for(work(), timeout=remaining)
+                # asyncio.timeout, not wait_for: no extra task per call.
+                async with asyncio.timeout(remaining):
+                    return await work()
             except TimeoutError:
                 code = grpc.StatusCode.DEADLINE_EXCEEDED
                 await context.abort(code, f"{method} did not finish within the client's deadline")
