@@ -31,11 +31,17 @@ _DEFAULTS: dict[str, Any] = {
 def to_column(values: Sequence[Any], dtype: DType) -> pb.Column:
     """A Column of ``dtype`` holding ``values`` (None marks a null)."""
     column = pb.Column()
+    fill_column(column, values, dtype)
+    return column
+
+
+def fill_column(column: pb.Column, values: Sequence[Any], dtype: DType) -> None:
+    """Fill an empty Column in place (no copy of a built one into its parent message)."""
     nulls = [v is None for v in values]
     if isinstance(dtype, ArrayType):
         rows = column.array_values.rows
         for v in values:
-            rows.append(to_column([] if v is None else list(v), dtype.element))
+            fill_column(rows.add(), [] if v is None else list(v), dtype.element)
     else:
         field = _FIELDS[dtype.name]
         default = _DEFAULTS[field]
@@ -46,7 +52,6 @@ def to_column(values: Sequence[Any], dtype: DType) -> pb.Column:
         getattr(column, field).values.extend(items)
     if any(nulls):
         column.nulls.extend(nulls)
-    return column
 
 
 def entity_column(name: str, values: Sequence[Any]) -> pb.Column:

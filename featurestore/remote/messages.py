@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 from featurestore.online.retrieval import FieldStatus, OnlineResponse, ViewValues
-from featurestore.remote.columns import from_column, to_column
+from featurestore.remote.columns import fill_column, from_column, to_column
 from featurestore.types import parse_dtype
 from featurestore.v1 import feature_store_pb2 as pb
 
@@ -55,7 +56,7 @@ def online_views_to_pb(
         stamps = [0 if t is None else t for t in view.event_us]
         for name, dtype, values in zip(view.names, view.dtypes, view.columns, strict=True):
             feature = message.features.add(name=name, dtype=repr(dtype), statuses=statuses, event_timestamps=stamps)
-            feature.values.CopyFrom(to_column(values, dtype))
+            fill_column(feature.values, values, dtype)
     return message
 
 
@@ -67,15 +68,25 @@ def online_response_from_pb(message: pb.GetOnlineFeaturesResponse) -> OnlineResp
     statuses: dict[str, list[FieldStatus]] = {}
     stamps: dict[str, list[Any]] = {}
     dtypes: dict[str, Any] = {}
+    # The features of one view share their statuses and event times: convert each distinct list once.
+    seen: dict[tuple[tuple[int, ...], tuple[int, ...]], tuple[list[FieldStatus], list[Any]]] = {}
     for feature in message.features:
         values[feature.name] = from_column(feature.values)
-        statuses[feature.name] = [_STATUS_FROM_PB[s] for s in feature.statuses]
-        stamps[feature.name] = [
-            None if s == pb.FIELD_STATUS_NOT_FOUND else micros_to_datetime(t)
-            for s, t in zip(feature.statuses, feature.event_timestamps, strict=True)
-        ]
-        dtypes[feature.name] = parse_dtype(feature.dtype)
+        raw = (tuple(feature.statuses), tuple(feature.event_timestamps))
+        converted = seen.get(raw)
+        if converted is None:
+            converted = seen[raw] = (
+                [_STATUS_FROM_PB[s] for s in raw[0]],
+                [None if s == pb.FIELD_STATUS_NOT_FOUND else micros_to_datetime(t) for s, t in zip(*raw, strict=True)],
+            )
+        statuses[feature.name], stamps[feature.name] = converted
+        dtypes[feature.name] = _dtype(feature.dtype)
     return OnlineResponse(entities, values, statuses, stamps, dtypes)
+
+
+@lru_cache(maxsize=256)
+def _dtype(name: str) -> Any:
+    return parse_dtype(name)
 
 
 def table_to_ipc(table: pa.Table | pa.RecordBatch) -> bytes:
