@@ -358,11 +358,14 @@ def training_set(
               help="On SIGTERM, how long calls in flight may take to finish.")
 @click.option("--log-level", default="info", show_default=True,
               type=click.Choice(["debug", "info", "warning", "error"]), help="debug logs every call.")
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(1),
+              help="Server processes sharing the port (one Python event loop each); try the number of cores.")
+@click.option("--reuse-port", is_flag=True, hidden=True, help="Bind with SO_REUSEPORT (used by --workers).")
 @click.pass_context
 def serve(
     ctx: click.Context, repo: str | None, host: str, port: int, token_env: str, tls_cert: str | None,
     tls_key: str | None, max_concurrency: int, metrics_port: int | None, registry_refresh: float,
-    drain_seconds: float, log_level: str,
+    drain_seconds: float, log_level: str, workers: int, reuse_port: bool,
 ) -> None:
     """Run the gRPC feature server until SIGTERM or Ctrl-C."""
     import asyncio
@@ -382,7 +385,7 @@ def serve(
         host=host, port=port, token=os.environ.get(token_env) or None,
         tls_cert=Path(tls_cert) if tls_cert else None, tls_key=Path(tls_key) if tls_key else None,
         max_concurrency=max_concurrency, metrics_port=metrics_port, registry_refresh=registry_refresh,
-        drain_seconds=drain_seconds,
+        drain_seconds=drain_seconds, workers=workers, reuse_port=reuse_port, log_level=log_level,
     )
     configure_logging(log_level)
 

@@ -1326,3 +1326,43 @@ def test_a_burst_while_redis_pauses_is_served(private_valkey: PlainValkey, serve
         assert outcomes == {"OK": 150}
         assert health_of(channel) == health_pb2.HealthCheckResponse.SERVING
     assert "online store unreachable" not in server.log()
+
+
+# -- worker processes -------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_workers_share_the_port_and_stop_with_the_parent(example: Deployment, servers: Servers) -> None:
+    """``--workers 2``: a second process serves on the same port; SIGTERM to the parent stops both."""
+    import re
+
+    server = servers.start(example.repo, "--workers", "2")
+    deadline = time.monotonic() + 20
+    while '"workers started"' not in server.log():
+        assert time.monotonic() < deadline, server.log()
+        time.sleep(0.05)
+    pids = [int(p) for p in re.findall(r'"pids": \[([0-9, ]+)\]', server.log())[0].split(",")]
+    assert len(pids) == 1 and psutil_alive(pids[0])
+    request = online_request(service="fraud_model_v1", user_id=ints(1, 2))
+    # New channels land on either process; every answer must be the same.
+    answers = set()
+    for _ in range(12):
+        with channel_to(server) as channel:
+            reply = pb_grpc.FeatureStoreServiceStub(channel).GetOnlineFeatures(request, timeout=10)
+            answers.add(reply.SerializeToString(deterministic=True))
+    assert len(answers) == 1
+    server.proc.send_signal(signal.SIGTERM)
+    assert server.proc.wait(30) == 0
+    deadline = time.monotonic() + 10
+    while psutil_alive(pids[0]):
+        assert time.monotonic() < deadline, "the worker outlived the parent"
+        time.sleep(0.05)
+
+
+def psutil_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except OSError:
+        return False
+    stat = Path(f"/proc/{pid}/stat")
+    return not stat.exists() or stat.read_text().split(")")[-1].split()[0] != "Z"

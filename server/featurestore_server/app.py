@@ -13,7 +13,9 @@ import contextlib
 import hmac
 import json
 import logging
+import os
 import signal
+import subprocess
 import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -50,6 +52,9 @@ class ServerOptions:
     registry_refresh: float = 5.0
     drain_seconds: float = 10.0
     redis_timeout: float = 2.0
+    workers: int = 1
+    reuse_port: bool = False
+    log_level: str = "info"
 
 
 class TokenAuth(grpc.aio.ServerInterceptor):
@@ -107,6 +112,23 @@ def configure_logging(level: str = "INFO") -> None:
     logger.propagate = False
 
 
+def _spawn_workers(repo: Path, options: ServerOptions, port: int) -> list[subprocess.Popen[bytes]]:
+    """``workers - 1`` more server processes on the same port (the kernel spreads connections)."""
+    args = [sys.executable, "-c", "from featurestore.cli import main; main()", "serve", "--repo", str(repo),
+            "--host", options.host, "--port", str(port), "--workers", "1", "--reuse-port",
+            "--max-concurrency", str(options.max_concurrency), "--registry-refresh", str(options.registry_refresh),
+            "--drain-seconds", str(options.drain_seconds), "--log-level", options.log_level]
+    if options.tls_cert and options.tls_key:
+        args += ["--tls-cert", str(options.tls_cert), "--tls-key", str(options.tls_key)]
+    env = dict(os.environ)
+    if options.token:
+        env[TOKEN_ENV] = options.token
+    workers = [subprocess.Popen([*args, "--token-env", TOKEN_ENV], env=env, stdout=subprocess.DEVNULL)
+               for _ in range(options.workers - 1)]
+    log.info("workers started", extra={"workers": options.workers, "pids": [w.pid for w in workers]})
+    return workers
+
+
 async def serve(repo: str | Path | None, options: ServerOptions, *, on_ready: Callable[[int], None] | None = None,
                 stop: asyncio.Event | None = None) -> None:
     """Run the server until SIGTERM/SIGINT (or ``stop`` is set), then drain and shut down."""
@@ -123,7 +145,8 @@ async def serve(repo: str | Path | None, options: ServerOptions, *, on_ready: Ca
     server = grpc.aio.server(interceptors=interceptors, options=[
         ("grpc.max_receive_message_length", 256 * 1024 * 1024),
         ("grpc.max_send_message_length", 256 * 1024 * 1024),
-        ("grpc.so_reuseport", 0),
+        # Several worker processes share one port; otherwise a second server on the port is an error.
+        ("grpc.so_reuseport", 1 if options.workers > 1 or options.reuse_port else 0),
     ])
     pb_grpc.add_FeatureStoreServiceServicer_to_server(servicer, server)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -153,14 +176,22 @@ async def serve(repo: str | Path | None, options: ServerOptions, *, on_ready: Ca
     registry.start()
     log.info("serving", extra={"address": f"{options.host}:{port}", "project": store.project,
                                "tls": bool(options.tls_cert), "auth": bool(options.token)})
+    workers = _spawn_workers(store.repo_path, options, port) if options.workers > 1 else []
     if on_ready is not None:
         on_ready(port)
     try:
         await stop.wait()
     finally:
         log.info("draining", extra={"seconds": options.drain_seconds})
+        for worker in workers:
+            worker.send_signal(signal.SIGTERM)
         await health_servicer.enter_graceful_shutdown()
         await server.stop(options.drain_seconds)
+        for worker in workers:  # they drain at the same time; the embedded Redis (ours) outlives them
+            try:
+                await asyncio.to_thread(worker.wait, options.drain_seconds + 5)
+            except subprocess.TimeoutExpired:
+                worker.kill()
         await servicer.stop()
         await registry.stop()
         await reader.close()
