@@ -55,6 +55,20 @@ def test_snapshot_layout_is_deduplicated_and_partitioned_by_date(store: FeatureS
     assert not list(run_dir.parent.glob("_tmp-*"))
 
 
+def test_snapshots_keep_the_created_time_and_older_ones_without_it_still_read(store: FeatureStore) -> None:
+    [result] = store.materialize_offline("2026-01-01", "2026-01-04")
+    day1 = Path(result.location) / "__date=2026-01-01"
+    [file] = list(day1.glob("*.parquet"))
+    table = pq.read_table(file)
+    assert table.column("__created_ts").to_pylist() == [(D1 + timedelta(minutes=1)).replace(tzinfo=None)]
+    before = store.get_historical_features(PROBE, ["stats:value", "stats:label"])
+    # A snapshot written before snapshots kept the created time: the same rows without the column.
+    for path in Path(result.location).rglob("*.parquet"):
+        pq.write_table(pq.read_table(path).drop_columns(["__created_ts"]), path)
+    assert store.get_historical_features(PROBE, ["stats:value", "stats:label"]).equals(before)
+    assert labels(store) == ["a-late", "a-late", "b", "c", None]
+
+
 def test_run_is_recorded(store: FeatureStore) -> None:
     [result] = store.materialize_offline("2026-01-01", "2026-01-02T12:00:00+02:00")
     [run] = store.offline_runs("stats")
