@@ -79,7 +79,7 @@ end
 return accepted
 """
 CALL_KEYS = 500  # keys per script call: the server runs each call in about a millisecond
-IN_FLIGHT = 8  # calls sent before waiting for the first reply
+IN_FLIGHT = 64  # calls in flight: enough queued work (~50 ms) to cover encoding the next batch
 SCAN_COUNT = 1000
 
 
