@@ -27,7 +27,7 @@ from sqlglot import exp
 from featurestore.definitions import FeatureView
 from featurestore.errors import FeatureStoreError, MaterializationError
 from featurestore.offline.sources import CREATED_TS, EVENT_TS
-from featurestore.offline.store import TIE_KEY, OfflineStore, ts_literal
+from featurestore.offline.store import TIE_KEY, OfflineStore, newest, ts_literal, unpack
 from featurestore.online.codec import KeyCodec, ValueCodec
 from featurestore.plan import storage_fingerprint
 from featurestore.timeutil import to_naive_utc
@@ -195,26 +195,20 @@ def latest_rows_query(
     alias = "v"
     event = exp.column(EVENT_TS, alias, quoted=True)
     fields = [*feats, EVENT_TS, CREATED_TS]
-    values: list[exp.Expr] = [exp.column(f, alias, quoted=True) for f in fields]
-    packed = exp.Struct(expressions=[
-        exp.PropertyEQ(this=exp.to_identifier(f"f{i}"), expression=value) for i, value in enumerate(values)
-    ])
     ordering = exp.column(TIE_KEY, alias, quoted=True) if needs_tie else event
     window: list[exp.Expr] = [exp.LT(this=event, expression=ts_literal(end))]
     if start is not None:
         window.append(exp.GTE(this=event, expression=ts_literal(start)))
     grouped = (
         exp.select(*[exp.column(k, alias, quoted=True) for k in keys],
-                   exp.alias_(exp.func("arg_max", packed, ordering), LATEST, quoted=True))
+                   exp.alias_(newest([exp.column(f, alias, quoted=True) for f in fields], ordering), LATEST,
+                              quoted=True))
         .from_(exp.Subquery(this=rows, alias=exp.TableAlias(this=exp.to_identifier(alias))))
         .where(exp.and_(*window))
         .group_by(*[exp.column(k, alias, quoted=True) for k in keys])
     )
-    best = exp.column(LATEST, "g", quoted=True)
     return exp.select(
-        *[exp.column(k, "g", quoted=True) for k in keys],
-        *[exp.alias_(exp.Dot(this=best.copy(), expression=exp.to_identifier(f"f{i}")), name, quoted=True)
-          for i, name in enumerate(fields)],
+        *[exp.column(k, "g", quoted=True) for k in keys], *unpack(exp.column(LATEST, "g", quoted=True), fields)
     ).from_(grouped.subquery("g"))
 
 

@@ -28,7 +28,7 @@ from sqlglot import exp
 from featurestore.definitions import FeatureView
 from featurestore.errors import RetrievalError
 from featurestore.offline.sources import EVENT_TS
-from featurestore.offline.store import TIE_KEY, OfflineStore, probe_tie
+from featurestore.offline.store import TIE_KEY, OfflineStore, newest, probe_tie, unpack
 from featurestore.timeutil import arrow_to_naive_utc
 from featurestore.types import is_text
 
@@ -150,23 +150,15 @@ def _join_view(con: duckdb.DuckDBPyConnection, store: OfflineStore, req: ViewReq
         if in_window is not None:
             on.append(in_window)
         ordering = exp.column(TIE_KEY, alias, quoted=True) if needs_tie else event_ts
-        packed = exp.Struct(expressions=[
-            exp.PropertyEQ(this=exp.to_identifier(f"f{i}"), expression=exp.column(feat, alias, quoted=True))
-            for i, feat in enumerate(req.features)
-        ])
-        best = exp.func("arg_max", packed, ordering)
+        best = newest([exp.column(feat, alias, quoted=True) for feat in req.features], ordering)
         grouped = (
             exp.select(exp.alias_(order_by, ROW_ID, quoted=True), exp.alias_(best, "__best", quoted=True))
             .from_(exp.to_table(ENTITY_TABLE, quoted=True, alias="e"))
             .join(rows_source, on=exp.and_(*on), join_type="LEFT")
             .group_by(order_by)
         )
-        best_col = exp.column("__best", "g", quoted=True)
         query = (
-            exp.select(*[
-                exp.alias_(exp.Dot(this=best_col.copy(), expression=exp.to_identifier(f"f{i}")), out, quoted=True)
-                for i, out in enumerate(req.output_names)
-            ])
+            exp.select(*unpack(exp.column("__best", "g", quoted=True), req.output_names))
             .from_(grouped.subquery("g"))
             .order_by(exp.column(ROW_ID, "g", quoted=True))
         )

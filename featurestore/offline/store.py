@@ -376,6 +376,23 @@ def _tie(event: str, created: str | None, order: str | exp.Expr | None) -> exp.E
     ])
 
 
+def newest(values: Sequence[exp.Expr], ordering: exp.Expr) -> exp.Expr:
+    """``arg_max`` of ``values`` packed as a struct (fields f0, f1, ...) by ``ordering``: the values
+    of the newest row of a group, taken together. ``unpack`` reads them back."""
+    packed = exp.Struct(expressions=[
+        exp.PropertyEQ(this=exp.to_identifier(f"f{i}"), expression=value) for i, value in enumerate(values)
+    ])
+    return exp.func("arg_max", packed, ordering)
+
+
+def unpack(struct: exp.Expr, names: Sequence[str]) -> list[exp.Expr]:
+    """The fields of a ``newest`` struct column, as columns named ``names``."""
+    return [
+        exp.alias_(exp.Dot(this=struct.copy(), expression=exp.to_identifier(f"f{i}")), name, quoted=True)
+        for i, name in enumerate(names)
+    ]
+
+
 def probe_tie(ts_column: exp.Expr) -> exp.Expr:
     """The entity-side struct for the ASOF condition: any row at or before ``ts`` qualifies."""
     return exp.Struct(expressions=[

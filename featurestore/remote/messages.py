@@ -6,7 +6,7 @@ from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 from featurestore.online.retrieval import FieldStatus, OnlineResponse, ViewValues
-from featurestore.remote.columns import fill_column, from_column, to_column
+from featurestore.remote.columns import fill_column, from_column
 from featurestore.types import parse_dtype
 from featurestore.v1 import feature_store_pb2 as pb
 
@@ -25,23 +25,6 @@ PUSH_TARGETS = {
     "online_and_offline": pb.PUSH_TARGET_ONLINE_AND_OFFLINE,
 }
 PUSH_TARGET_NAMES = {v: k for k, v in PUSH_TARGETS.items()} | {pb.PUSH_TARGET_UNSPECIFIED: "online"}
-
-
-def online_response_to_pb(
-    response: OnlineResponse, entity_columns: dict[str, pb.Column]
-) -> pb.GetOnlineFeaturesResponse:
-    message = pb.GetOnlineFeaturesResponse()
-    for name, column in entity_columns.items():
-        message.entities[name].CopyFrom(column)
-    for name, values in response.values.items():
-        dtype = response.dtypes[name]
-        feature = message.features.add(name=name, dtype=repr(dtype))
-        feature.values.CopyFrom(to_column(values, dtype))
-        feature.statuses.extend(_STATUS_TO_PB[s] for s in response.statuses[name])
-        feature.event_timestamps.extend(
-            0 if t is None else int(t.timestamp()) * 1_000_000 + t.microsecond for t in response.event_timestamps[name]
-        )
-    return message
 
 
 def online_views_to_pb(
