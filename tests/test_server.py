@@ -34,7 +34,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from featurestore import Client, FeatureStore
-from featurestore.online.embedded import _free_port, find_server_binary
+from featurestore.online.embedded import _alive, _free_port, find_server_binary
 from featurestore.remote import messages
 from featurestore.remote.client import RemoteError
 from featurestore.store import to_arrow_table
@@ -1342,7 +1342,7 @@ def test_workers_share_the_port_and_stop_with_the_parent(example: Deployment, se
         assert time.monotonic() < deadline, server.log()
         time.sleep(0.05)
     pids = [int(p) for p in re.findall(r'"pids": \[([0-9, ]+)\]', server.log())[0].split(",")]
-    assert len(pids) == 1 and psutil_alive(pids[0])
+    assert len(pids) == 1 and _alive(pids[0])
     request = online_request(service="fraud_model_v1", user_id=ints(1, 2))
     # New channels land on either process; every answer must be the same.
     answers = set()
@@ -1354,15 +1354,6 @@ def test_workers_share_the_port_and_stop_with_the_parent(example: Deployment, se
     server.proc.send_signal(signal.SIGTERM)
     assert server.proc.wait(30) == 0
     deadline = time.monotonic() + 10
-    while psutil_alive(pids[0]):
+    while _alive(pids[0]):
         assert time.monotonic() < deadline, "the worker outlived the parent"
         time.sleep(0.05)
-
-
-def psutil_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except OSError:
-        return False
-    stat = Path(f"/proc/{pid}/stat")
-    return not stat.exists() or stat.read_text().split(")")[-1].split()[0] != "Z"
