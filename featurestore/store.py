@@ -119,18 +119,13 @@ class FeatureStore:
         layout changed; other views' data is left alone."""
         from featurestore.online.codec import KeyCodec
 
-        stale = []
         for change in plan.changes:
             if change.kind != FeatureView.kind or change.action not in ("delete", "update"):
                 continue
             new = change.definition
             if change.action == "delete" or change.destructive or (isinstance(new, FeatureView) and not new.online):
-                stale.append(change.name)
-        if not stale:
-            return
-        for name in stale:
-            # Join keys do not matter for the pattern: every key of the view starts with its prefix.
-            self.online_store.delete_matching(KeyCodec(self.project, name, ()).pattern())
+                # Join keys do not matter for the pattern: every key of the view starts with its prefix.
+                self.online_store.delete_matching(KeyCodec(self.project, change.name, ()).pattern())
 
     # -- registry reads --------------------------------------------------------------------------
 
@@ -253,9 +248,7 @@ class FeatureStore:
         start_utc, end_utc = to_utc(start), to_utc(end)
         if end_utc <= start_utc:
             raise MaterializationError(f"materialize: end {end_utc} must be after start {start_utc}")
-        return self._materialize_online(
-            {v.name: start_utc for v in self._online_views(views)}, end_utc, views, progress
-        )
+        return self._materialize_online([(v, start_utc) for v in self._online_views(views)], end_utc, progress)
 
     def materialize_incremental(
         self,
@@ -271,15 +264,15 @@ class FeatureStore:
         from featurestore.timeutil import to_utc
 
         end_utc = to_utc(end)
-        starts: dict[str, datetime | None] = {}
+        starts: list[tuple[FeatureView, datetime | None]] = []
         for view in self._online_views(views):
             runs = self.registry.committed_runs(self.project, view.name, kind="online")
             ends = [datetime.fromisoformat(r.window_end).replace(tzinfo=UTC) for r in runs if r.window_end]
             if ends:
-                starts[view.name] = min(max(ends), end_utc)
+                starts.append((view, min(max(ends), end_utc)))
             else:
-                starts[view.name] = None if view.ttl is None else end_utc - view.ttl
-        return self._materialize_online(starts, end_utc, views, progress)
+                starts.append((view, None if view.ttl is None else end_utc - view.ttl))
+        return self._materialize_online(starts, end_utc, progress)
 
     def _online_views(self, names: Sequence[str] | None) -> list[FeatureView]:
         targets = self._select_views(names)
@@ -289,17 +282,12 @@ class FeatureStore:
         return [v for v in targets if v.online]
 
     def _materialize_online(
-        self, starts: dict[str, datetime | None], end: datetime, views: Sequence[str] | None,
-        progress: ViewProgress | None,
+        self, starts: list[tuple[FeatureView, datetime | None]], end: datetime, progress: ViewProgress | None
     ) -> list[OnlineRunResult]:
         from featurestore.materialize import materialize_views
 
-        jobs = []
-        for view in self._online_views(views):
-            start = starts[view.name]
-            if start is not None and start >= end:
-                continue  # already materialized up to end
-            jobs.append((view, start, end))
+        # A view already materialized up to ``end`` has nothing to do.
+        jobs = [(view, start, end) for view, start in starts if start is None or start < end]
         if not jobs:
             return []
         online = self.online_store
@@ -336,13 +324,9 @@ class FeatureStore:
                 self._resolved.clear()
                 self._resolved_apply = latest
             self._resolved_checked = now
-        cache_key = (
-            features.name if isinstance(features, FeatureService) else
-            features if isinstance(features, str) else tuple(features),
-            full_feature_names,
-        )
-        if isinstance(features, FeatureService):  # an unapplied service object: never cache
+        if isinstance(features, FeatureService):  # a service object may be unapplied: never cache it
             return self.resolve_features(features, full_feature_names=full_feature_names)
+        cache_key = (features if isinstance(features, str) else tuple(features), full_feature_names)
         requests = self._resolved.get(cache_key)
         if requests is None:
             requests = self.resolve_features(features, full_feature_names=full_feature_names)
@@ -351,10 +335,9 @@ class FeatureStore:
 
     def push(self, view_name: str, data: Any, to: str = "online") -> int:
         """Write rows of ``view_name`` (join keys, the source's timestamp column and every feature;
-        optionally its created-timestamp column) to the online store, newest-wins.
-
-        Returns the number of rows given. ``to`` is ``online`` (more targets come with the offline
-        push). Rows with equal event and created times win in push order.
+        optionally its created-timestamp column) to the stores ``to`` names: ``online``,
+        ``offline`` or ``online_and_offline``. Online writes are newest-wins; rows with equal event
+        and created times win in push order. Returns the number of rows given.
         """
         from featurestore.push import push_rows
 
