@@ -277,9 +277,7 @@ def _entity_arg(text: str) -> dict[str, Any]:
 @click.pass_context
 def push(ctx: click.Context, repo: str | None, view: str, data_file: str, to: str) -> None:
     """Push the rows of a Parquet or CSV file to a feature view, newest-wins."""
-    import polars as pl
-
-    data = pl.read_csv(data_file, try_parse_dates=True) if data_file.endswith(".csv") else pl.read_parquet(data_file)
+    data = _read_rows(data_file)
     store = _store(ctx, repo)
     count = store.push(view, data, to=to)
     click.echo(f"Pushed {count} row(s) to {view} ({to}).")
@@ -322,9 +320,7 @@ def training_set(
 
     if bool(features) == bool(service):
         raise click.UsageError("pass either --features (one or more) or --service")
-    entity = pl.read_csv(entity_file, try_parse_dates=True) if entity_file.endswith(".csv") else pl.read_parquet(
-        entity_file
-    )
+    entity = _read_rows(entity_file)
     store = _store(ctx, repo)
     result = store.get_historical_features(
         entity, service or list(features), full_feature_names=full_feature_names,
@@ -398,6 +394,13 @@ def serve(
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(0)
+
+
+def _read_rows(path: str) -> Any:
+    """A Parquet or CSV file (``.csv``; dates parsed) as a Polars frame."""
+    import polars as pl
+
+    return pl.read_csv(path, try_parse_dates=True) if path.endswith(".csv") else pl.read_parquet(path)
 
 
 def _table(rows: Sequence[Sequence[str]]) -> None:
