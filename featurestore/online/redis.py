@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from featurestore.config import redact_url
@@ -86,13 +87,11 @@ SCAN_COUNT = 1000
 class RedisOnlineStore:
     """An ``OnlineStore`` on one Redis server or cluster."""
 
-    def __init__(
-        self, client: Any, *, cluster: bool = False, where: str = "redis", embedded: EmbeddedServer | None = None
-    ) -> None:
+    def __init__(self, client: Any, target: _Target) -> None:
         self.client = client
-        self.cluster = cluster
-        self.where = where
-        self._embedded = embedded
+        self.cluster = target.cluster
+        self.where = target.where
+        self._target = target
 
     @classmethod
     def from_config(cls, config: RepoConfig) -> RedisOnlineStore:
@@ -104,21 +103,21 @@ class RedisOnlineStore:
         # One quick retry covers a dropped idle connection; more would hide an outage for seconds.
         options: dict[str, Any] = {"socket_connect_timeout": 5, "socket_timeout": 60,
                                    "retry": Retry(ExponentialBackoff(cap=0.1, base=0.01), 1)}
-        if config.online_store_url is None:
-            from featurestore.online import embedded
-
-            assert config.online_store_path is not None
-            server = embedded.acquire(config.online_store_path)
-            client = redis.Redis(**server.connection_kwargs(), **options)
-            return cls(client, where=f"the embedded server at 127.0.0.1:{server.port}", embedded=server)
-        url = config.online_store_url
-        where = redact_url(url)
+        target = _Target.of(config)
+        client: Any
         try:
-            if config.online_store_cluster:
-                return cls(RedisCluster.from_url(url, **options), cluster=True, where=where)
-            return cls(redis.Redis.from_url(url, **options), where=where)
+            if target.url is None:
+                client = redis.Redis(**target.server_kwargs, **options)
+            elif target.cluster:
+                client = RedisCluster.from_url(target.url, **options)
+            else:
+                client = redis.Redis.from_url(target.url, **options)
         except (redis.RedisError, OSError, ValueError) as exc:
-            raise OnlineStoreError(f"cannot connect to the online store {where}: {exc}", transient=True) from None
+            target.release()
+            raise OnlineStoreError(
+                f"cannot connect to the online store {target.where}: {exc}", transient=True
+            ) from None
+        return cls(client, target)
 
     def __repr__(self) -> str:
         return f"RedisOnlineStore({self.where})"
@@ -127,11 +126,7 @@ class RedisOnlineStore:
         try:
             self.client.close()
         finally:
-            if self._embedded is not None:
-                from featurestore.online import embedded
-
-                embedded.release(self._embedded)
-                self._embedded = None
+            self._target.release()
 
     # -- writes ----------------------------------------------------------------------------------
 
@@ -229,6 +224,39 @@ class RedisOnlineStore:
 
     def _errors(self, verb: str) -> Any:
         return _ErrorMapper(self, verb)
+
+
+@dataclass
+class _Target:
+    """Where the configured online store is: a URL, or the embedded server (acquired here)."""
+
+    url: str | None
+    cluster: bool
+    where: str
+    embedded: EmbeddedServer | None = None
+
+    @classmethod
+    def of(cls, config: RepoConfig) -> _Target:
+        if config.online_store_url is None:
+            from featurestore.online import embedded
+
+            assert config.online_store_path is not None
+            server = embedded.acquire(config.online_store_path)
+            return cls(None, False, f"the embedded server at 127.0.0.1:{server.port}", server)
+        return cls(config.online_store_url, config.online_store_cluster, redact_url(config.online_store_url))
+
+    @property
+    def server_kwargs(self) -> dict[str, Any]:
+        assert self.embedded is not None
+        return self.embedded.connection_kwargs()
+
+    def release(self) -> None:
+        """Give back the embedded server (its last user in the process stops it); once only."""
+        if self.embedded is not None:
+            from featurestore.online import embedded
+
+            server, self.embedded = self.embedded, None
+            embedded.release(server)
 
 
 class _Calls:
@@ -363,11 +391,11 @@ def _frames(arr: pa.Array) -> tuple[memoryview, Any]:
 class AsyncRedisReader:
     """Reads for the asyncio feature server: the same one-round-trip ``MGET`` pipeline as ``read``."""
 
-    def __init__(self, client: Any, *, cluster: bool, where: str, embedded: EmbeddedServer | None = None) -> None:
+    def __init__(self, client: Any, target: _Target) -> None:
         self.client = client
-        self.cluster = cluster
-        self.where = where
-        self._embedded = embedded
+        self.cluster = target.cluster
+        self.where = target.where
+        self._target = target
 
     @classmethod
     def from_config(cls, config: RepoConfig, *, timeout: float = 5.0, max_connections: int = 256) -> AsyncRedisReader:
@@ -380,20 +408,17 @@ class AsyncRedisReader:
         # above the pool size waits for a connection (up to the timeout) instead of failing.
         options: dict[str, Any] = {"socket_connect_timeout": timeout, "socket_timeout": timeout, "retry": no_retry()}
         pool_options = {**options, "max_connections": max_connections, "timeout": timeout}
-        if config.online_store_url is None:
-            from featurestore.online import embedded
-
-            assert config.online_store_path is not None
-            server = embedded.acquire(config.online_store_path)
-            pool = aioredis.BlockingConnectionPool(**server.connection_kwargs(), **pool_options)
+        target = _Target.of(config)
+        client: Any
+        if target.url is None:
+            pool = aioredis.BlockingConnectionPool(**target.server_kwargs, **pool_options)
             client = aioredis.Redis(connection_pool=pool)
-            return cls(client, cluster=False, where=f"the embedded server at 127.0.0.1:{server.port}", embedded=server)
-        url = config.online_store_url
-        if config.online_store_cluster:
-            return cls(RedisCluster.from_url(url, max_connections=max_connections, **options), cluster=True,
-                       where=redact_url(url))
-        pool = aioredis.BlockingConnectionPool.from_url(url, **pool_options)
-        return cls(aioredis.Redis(connection_pool=pool), cluster=False, where=redact_url(url))
+        elif target.cluster:
+            client = RedisCluster.from_url(target.url, max_connections=max_connections, **options)
+        else:
+            pool = aioredis.BlockingConnectionPool.from_url(target.url, **pool_options)
+            client = aioredis.Redis(connection_pool=pool)
+        return cls(client, target)
 
     async def read(self, keys: Sequence[Sequence[bytes]]) -> list[list[bytes | None]]:
         """Raises redis errors as they are: the server maps them to status codes."""
@@ -415,8 +440,4 @@ class AsyncRedisReader:
         try:
             await self.client.aclose()
         finally:
-            if self._embedded is not None:
-                from featurestore.online import embedded
-
-                embedded.release(self._embedded)
-                self._embedded = None
+            self._target.release()
