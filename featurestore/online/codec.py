@@ -241,9 +241,7 @@ def _fixed_values(arr: pa.Array, col: _Column) -> np.ndarray:
     import pyarrow.compute as pc
 
     assert col.fixed is not None
-    if col.dtype.name == "UnixTimestamp":
-        if pa.types.is_integer(arr.type):  # already epoch microseconds
-            return pc.fill_null(arr.cast(pa.int64()), 0).to_numpy(zero_copy_only=False)
+    if col.dtype.name == "UnixTimestamp":  # timestamps, dates, or integers already in microseconds
         return _micros(pc.cast(arr, pa.timestamp("us", "UTC")) if pa.types.is_date(arr.type) else arr)
     if col.dtype.name == "Bool":
         return pc.fill_null(arr, False).to_numpy(zero_copy_only=False).astype("u1")
