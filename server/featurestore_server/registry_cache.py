@@ -11,9 +11,9 @@ import asyncio
 import contextlib
 import logging
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
-from featurestore.definitions import FeatureService, FeatureView
+from featurestore.definitions import FeatureService, FeatureView, definition_from_spec
 from featurestore.errors import UnknownObjectError
 from featurestore.offline.retrieval import ViewRequest
 from featurestore.store import FeatureStore, resolve_features
@@ -57,11 +57,13 @@ class RegistryCache:
         self._task: asyncio.Task[None] | None = None
 
     def load(self) -> Snapshot:
+        registry, project = self.store.registry, self.store.project
+        views = registry.list_objects(project, FeatureView.kind)  # one read gives definitions and versions
         return Snapshot(
-            self.store.registry.latest_apply(self.store.project),
-            {v.name: v for v in self.store.list_feature_views()},
+            registry.latest_apply(project),
+            {o.name: cast(FeatureView, definition_from_spec(FeatureView.kind, o.spec)) for o in views},
             {s.name: s for s in self.store.list_feature_services()},
-            {o.name: o.version for o in self.store.registry.list_objects(self.store.project, FeatureView.kind)},
+            {o.name: o.version for o in views},
         )
 
     def start(self) -> None:
