@@ -189,6 +189,8 @@ def latest_rows_query(
     start: datetime | None, end: datetime,
 ) -> exp.Select:
     """Join keys, features, ``__event_ts`` and ``__created_ts`` of each entity's newest row in the window."""
+    if view.aggregations:
+        return aggregates_query(con, offline, view, start, end)
     keys = list(view.join_keys)
     feats = list(view.feature_names)
     rows, needs_tie = offline.view_rows(con, view, feats)
@@ -210,6 +212,43 @@ def latest_rows_query(
     return exp.select(
         *[exp.column(k, "g", quoted=True) for k in keys], *unpack(exp.column(LATEST, "g", quoted=True), fields)
     ).from_(grouped.subquery("g"))
+
+
+def aggregates_query(
+    con: duckdb.DuckDBPyConnection, offline: OfflineStore, view: FeatureView, start: datetime | None, end: datetime,
+) -> exp.Select:
+    """Each entity's aggregates at the instant ``end`` (events in ``(end - window, end]``), with
+    ``end`` as their event time: the training-set value at that instant.
+
+    Entities with an event in ``(start - longest window, end]`` are written: the others' windows
+    did not change since ``start``, and this includes entities whose windows emptied (count 0).
+    """
+    from featurestore.offline.aggregate import aggregate, interval, longest_window
+    from featurestore.offline.store import stored_columns
+
+    keys = list(view.join_keys)
+    rows, _ = offline.view_rows(con, view, list(stored_columns(view)), tie=True)
+    alias = "v"
+    instant = ts_literal(end)
+    event = exp.column(EVENT_TS, alias, quoted=True)
+    where: exp.Expr = exp.LTE(this=event, expression=instant)
+    if start is not None:
+        lower = exp.Sub(this=ts_literal(start), expression=interval(longest_window(view)))
+        where = exp.and_(where, exp.GT(this=event, expression=lower))
+    values = [
+        exp.alias_(aggregate(agg, view, alias, instant, bounded=False), agg.name, quoted=True)
+        for agg in view.aggregations
+    ]
+    return (
+        exp.select(
+            *[exp.column(k, alias, quoted=True) for k in keys], *values,
+            exp.alias_(instant.copy(), EVENT_TS, quoted=True),
+            exp.alias_(ts_literal("0001-01-01 00:00:00"), CREATED_TS, quoted=True),
+        )
+        .from_(exp.Subquery(this=rows, alias=exp.TableAlias(this=exp.to_identifier(alias))))
+        .where(where)
+        .group_by(*[exp.column(k, alias, quoted=True) for k in keys])
+    )
 
 
 def encode_batches(

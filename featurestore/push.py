@@ -43,9 +43,13 @@ def normalize(view: FeatureView, table: pa.Table) -> pa.Table:
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    assert view.source is not None
-    ts_col = view.source.timestamp_field
-    created_col = view.source.created_timestamp_column
+    if view.aggregations:
+        raise PushError(
+            f"push to {view.name!r}: the view aggregates events, so its values are computed, not pushed; "
+            "add the events to its source instead"
+        )
+    ts_col = view.timestamp_column
+    created_col = view.created_column
     required = [*view.join_keys, ts_col, *view.feature_names]
     missing = [c for c in required if c not in table.column_names]
     if missing:

@@ -14,6 +14,7 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from featurestore.definitions import Definition, Entity, FeatureService, FeatureView
 from featurestore.errors import DefinitionError, FeatureStoreError, RepoError, SourceError
@@ -163,8 +164,14 @@ def build_contents(
         keys = view.join_keys
         if len(set(keys)) != len(keys):
             problems.append(f"{view.location}: feature view {name!r} has repeated join keys {list(keys)}")
-        if check_sources and view.resolved:
-            problems.extend(_check_against_source(view, repo_path))
+        for upstream in view.upstream_views:
+            if upstream not in contents.feature_views:
+                problems.append(
+                    f"{view.location}: feature view {name!r} reads unknown feature view {upstream!r}; known "
+                    f"views: {sorted(contents.feature_views)}"
+                )
+    if check_sources:
+        problems.extend(_check_views(contents, repo_path))
 
     for name, service in contents.feature_services.items():
         for proj in service.projections:
@@ -186,47 +193,115 @@ def build_contents(
     return contents
 
 
-def _check_against_source(view: FeatureView, repo_path: Path) -> list[str]:
-    """Schema, join keys and timestamps must exist in the source with compatible types."""
+def _check_views(contents: RepoContents, repo_path: Path) -> list[str]:
+    """Check every resolved view against the real columns of what it reads: a file source's
+    columns, or a transformation's output (SQL checked by sqlglot, then run by DuckDB with no rows)."""
+    import duckdb
+
+    from featurestore.compile import Compiler
+
+    problems: list[str] = []
+    compiler = Compiler(repo_path, contents.feature_views.__getitem__)
+    con = duckdb.connect()
+    try:
+        con.execute("SET TimeZone = 'UTC'")
+        for view in contents.feature_views.values():
+            if not view.resolved:
+                continue
+            where = f"{view.location}: feature view {view.name!r}"
+            try:
+                if view.sql is not None:
+                    _check_sql_columns(compiler, con, view)
+                schema = compiler.output_schema(con, view)
+            except (SourceError, DefinitionError) as exc:
+                problems.append(f"{where}: {getattr(exc, 'reason', exc)}")
+                continue
+            except KeyError:
+                continue  # reads an unknown view: reported already
+            except duckdb.Error as exc:
+                problems.append(f"{where}: the transformation does not run on its sources: {str(exc).strip()}")
+                continue
+            problems.extend(_check_columns(view, schema, where))
+    finally:
+        con.close()
+    return problems
+
+
+def _check_sql_columns(compiler: Any, con: Any, view: FeatureView) -> None:
+    """Resolve every column of the view's SQL against its inputs' real columns (sqlglot), so an
+    unknown column is reported with the columns that exist."""
+    import re
+
+    from sqlglot.errors import OptimizeError, SqlglotError
+    from sqlglot.optimizer.qualify import qualify
+
+    from featurestore.definitions.transformation import SqlTransformation
+
+    tables: dict[str, Any] = {}
+    for alias in view.inputs:
+        rel = con.sql(compiler.input_table(con, view, alias, seen=(view.name,)).limit(0).sql("duckdb"))
+        tables[alias] = dict(zip(rel.columns, [str(t) for t in rel.types], strict=True))
+    tree = SqlTransformation(view.sql or "", view.location).tree
+    try:
+        qualify(tree, schema=tables, dialect="duckdb", validate_qualify_columns=True)
+    except OptimizeError as exc:
+        found = re.search(r"Column '([^']+)' could not be resolved", str(exc))
+        if not found:
+            return  # a construct sqlglot cannot follow: DuckDB's own check (next) decides
+        listing = "; ".join(f"{alias}: {', '.join(f'{c} ({t})' for c, t in cols.items())}"
+                            for alias, cols in tables.items())
+        raise view.error(
+            f"the SQL uses unknown column {found.group(1)!r} ({_position(str(exc))}); the sources have "
+            f"columns {listing}", field="sql",
+        ) from None
+    except SqlglotError:
+        return
+
+
+def _position(message: str) -> str:
+    import re
+
+    found = re.search(r"Line: (\d+), Col: (\d+)", message)
+    return f"line {found.group(1)}, column {found.group(2)} of the query" if found else "in the query"
+
+
+def _check_columns(view: FeatureView, schema: Any, where: str) -> list[str]:
+    """Schema, join keys and timestamps must exist in the view's rows with compatible types."""
     import pyarrow.types as pat
 
-    from featurestore.offline.sources import source_schema
-
-    assert view.source is not None
-    where = f"{view.location}: feature view {view.name!r}"
-    try:
-        schema = source_schema(view.source, repo_path)
-    except SourceError as exc:
-        return [f"{where}: {exc}"]
     columns = {f.name: f.type for f in schema}
     listing = ", ".join(f"{n} ({t})" for n, t in columns.items())
+    plain = view.file_source is not None
+    what = "the source" if plain else "the transformation's output"
+    prefix = "source " if plain else ""
     problems: list[str] = []
 
     for col, role in (
-        (view.source.timestamp_field, "timestamp_field"),
-        (view.source.created_timestamp_column, "created_timestamp_column"),
+        (view.timestamp_column, "timestamp_field"),
+        (view.created_column, "created_timestamp_column"),
     ):
         if col is None:
             continue
         if col not in columns:
-            problems.append(f"{where}: source {role} {col!r} is not a column of the source; columns: {listing}")
+            problems.append(f"{where}: {prefix}{role} {col!r} is not a column of {what}; columns: {listing}")
         elif not (pat.is_timestamp(columns[col]) or pat.is_date(columns[col])):
             problems.append(
-                f"{where}: source {role} {col!r} has type {columns[col]}, expected a timestamp or date; "
+                f"{where}: {prefix}{role} {col!r} has type {columns[col]}, expected a timestamp or date; "
                 "convert it in the source data"
             )
     for key in view.join_keys:
         if key not in columns:
-            problems.append(f"{where}: join key {key!r} is not a column of the source; columns: {listing}")
+            problems.append(f"{where}: join key {key!r} is not a column of {what}; columns: {listing}")
     key_fields = {f.name: f for f in view.schema if f.name in view.join_keys and f.name in columns}
-    for f in [*view.features, *key_fields.values()]:
+    for f in [*view.input_fields, *key_fields.values()]:
         if f.name not in columns:
             problems.append(
-                f"{where}: schema field {f.name!r} is not a column of the source; columns: {listing}"
+                f"{where}: schema field {f.name!r} is not a column of {what}; columns: {listing}"
             )
         elif not f.dtype.accepts(columns[f.name]):
             problems.append(
-                f"{where}: schema field {f.name!r} is declared {f.dtype!r} but the source column has type "
+                f"{where}: schema field {f.name!r} is declared {f.dtype!r} but "
+                f"{'the source column' if plain else what} has type "
                 f"{columns[f.name]}; change the declared type or convert the column"
             )
     return problems

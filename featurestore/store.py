@@ -379,7 +379,6 @@ class FeatureStore:
         import polars as pl
 
         from featurestore.offline.retrieval import point_in_time_join
-        from featurestore.offline.sources import source_schema
 
         entity = to_arrow_table(entity_df)
         requests = self.resolve_features(features, full_feature_names=full_feature_names)
@@ -389,16 +388,16 @@ class FeatureStore:
                 f"entity_df already has column(s) {clashes} that a requested feature would overwrite; "
                 "rename them or pass full_feature_names=True"
             )
-        key_types: dict[str, pa.DataType] = {}
-        for req in requests:
-            assert req.view.source is not None
-            schema = source_schema(req.view.source, self.repo_path)
-            for key in req.view.join_keys:
-                key_types.setdefault(key, schema.field(key).type)
         con = self._duckdb()
         try:
+            offline = self._offline()
+            key_types: dict[str, pa.DataType] = {}
+            for req in requests:
+                schema = offline.compiler.output_schema(con, req.view)
+                for key in req.view.join_keys:
+                    key_types.setdefault(key, schema.field(key).type)
             table = point_in_time_join(
-                con, entity, timestamp_column, requests, self._offline(), key_types, strategy=join_strategy
+                con, entity, timestamp_column, requests, offline, key_types, strategy=join_strategy
             )
         finally:
             con.close()

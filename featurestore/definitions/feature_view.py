@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import re
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import KW_ONLY, dataclass, field
 from datetime import timedelta
+from types import MappingProxyType
 from typing import Any, ClassVar
 
 from featurestore.definitions.base import (
@@ -18,8 +20,11 @@ from featurestore.definitions.base import (
 )
 from featurestore.definitions.entity import Entity
 from featurestore.definitions.sources import FileSource, source_from_spec
+from featurestore.definitions.transformation import Aggregation, SqlTransformation, UserFunction
 from featurestore.errors import DefinitionError
 from featurestore.types import DType, parse_dtype
+
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 
 
 @dataclass(frozen=True, eq=True)
@@ -80,11 +85,22 @@ class FeatureView(Definition):
     latest value with event time in ``[t - ttl, t]``; ``None`` means no bound. Online serving
     applies the same rule.
 
+    A view reads one ``source`` (a ``FileSource`` or another feature view), or several named
+    ``sources``, optionally through a transformation: ``sql`` (a DuckDB ``SELECT`` naming the
+    sources as tables; a single source is the table ``source``) or ``transform`` (a Polars
+    function from LazyFrame to LazyFrame, or to a list of expressions added as columns).
+    ``aggregations`` turn the rows into windowed aggregates (then ``schema`` declares the
+    aggregated columns and the features are the aggregations).
+
     Example::
 
         user_stats = FeatureView(
             "user_stats", entities=[user], source=FileSource("data/users.parquet"),
             schema=[Field("age", Int64), Field("country", String)], ttl=timedelta(days=30),
+        )
+        spend = FeatureView(
+            "spend", entities=[user], source=txns, schema=[Field("amount", Float64)],
+            aggregations=[Aggregation("amount", "sum", timedelta(days=7))],
         )
     """
 
@@ -95,10 +111,16 @@ class FeatureView(Definition):
     name: str
     _: KW_ONLY
     entities: Sequence[Entity | str] = ()
-    source: FileSource | None = None
+    source: FileSource | FeatureView | str | None = None
     schema: Sequence[Field] = ()
     ttl: timedelta | None = None
     online: bool = True
+    sources: Mapping[str, FileSource | FeatureView | str] = field(default_factory=dict)
+    sql: str | None = None
+    transform: Callable[..., Any] | UserFunction | None = None
+    aggregations: Sequence[Aggregation] = ()
+    timestamp_field: str | None = None
+    created_timestamp_column: str | None = None
     description: str = ""
     owner: str = ""
     tags: Mapping[str, str] = field(default_factory=dict)
@@ -121,10 +143,8 @@ class FeatureView(Definition):
         if len(set(names)) != len(names):
             raise self.error(f"an entity is listed twice: {list(names)}", field="entities")
 
-        if not isinstance(self.source, FileSource):
-            raise self.error(
-                f"source must be a data source such as FileSource(...), got {self.source!r}", field="source"
-            )
+        self._check_inputs()
+        self._check_transformation(loc)
 
         schema = as_tuple(self.schema, field="schema", location=loc, obj=obj)
         for f in schema:
@@ -136,13 +156,14 @@ class FeatureView(Definition):
                 raise self.error(f"field {f.name!r} is declared twice", field="schema")
             seen.add(f.name)
         object.__setattr__(self, "schema", schema)
-        reserved = {self.source.timestamp_field, self.source.created_timestamp_column} - {None}
+        reserved = {self.timestamp_column, self.created_column} - {None}
         for f in schema:
             if f.name in reserved:
                 raise self.error(
                     f"{f.name!r} is the source's timestamp column, not a feature; remove it from schema",
                     field="schema",
                 )
+        self._check_aggregations(loc)
 
         if self.ttl is not None:
             if not isinstance(self.ttl, timedelta):
@@ -158,7 +179,134 @@ class FeatureView(Definition):
         check_text(self.owner, field="owner", location=loc, obj=obj)
         object.__setattr__(self, "tags", freeze_tags(self.tags, location=loc, obj=obj))
 
+    def _check_inputs(self) -> None:
+        if self.sources and self.source is not None:
+            raise self.error("pass either source=... or sources={...}, not both", field="sources")
+        if self.sources:
+            if not isinstance(self.sources, Mapping):
+                raise self.error("sources must be a dict of table name to source or feature view", field="sources")
+            frozen: dict[str, FileSource | str] = {}
+            for alias, src in self.sources.items():
+                check_name(alias, kind="table", location=self.location, field="sources",
+                           obj=f"feature view '{self.name}'")
+                frozen[alias] = self._input(src, "sources")
+            object.__setattr__(self, "sources", MappingProxyType(frozen))
+            return
+        if self.source is None:
+            raise self.error(
+                "source must be a data source such as FileSource(...), got None; or read another feature view",
+                field="source",
+            )
+        object.__setattr__(self, "source", self._input(self.source, "source"))
+        object.__setattr__(self, "sources", MappingProxyType({}))
+
+    def _input(self, src: object, field_name: str) -> FileSource | str:
+        if isinstance(src, FileSource):
+            return src
+        if isinstance(src, FeatureView):
+            if src.name == self.name:
+                raise self.error("a feature view cannot read itself", field=field_name)
+            return src.name
+        if isinstance(src, str) and _NAME.fullmatch(src):
+            return src  # another view's name
+        raise self.error(
+            f"{field_name} must be a data source such as FileSource(...), got {src!r}; or a feature view "
+            "(the object or its name)",
+            field=field_name,
+        )
+
+    def _check_transformation(self, loc: Location) -> None:
+        if self.sql is not None and self.transform is not None:
+            raise self.error("pass either sql=... or transform=..., not both", field="sql")
+        if self.sql is not None:
+            if not isinstance(self.sql, str) or not self.sql.strip():
+                raise self.error("sql must be a non-empty SELECT statement", field="sql")
+            SqlTransformation(self.sql, loc).tree  # noqa: B018 - parse now: errors at load time
+        if self.transform is not None and not isinstance(self.transform, UserFunction):
+            object.__setattr__(self, "transform", UserFunction.from_callable(
+                self.transform, location=loc, obj=f"feature view '{self.name}'", field_name="transform",
+            ))
+        if len(self.inputs) > 1 and self.transformation is None:
+            raise self.error(
+                f"reads {len(self.inputs)} sources {list(self.sources)}: add sql=... (or transform=...) "
+                "that combines them", field="sources",
+            )
+        for name in ("timestamp_field", "created_timestamp_column"):
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if self.file_source is not None:
+                raise self.error(
+                    f"{name} is for views with a transformation or reading another view; this view uses "
+                    "its source's timestamp columns", field=name,
+                )
+            check_name(value, kind="column", location=loc, field=name, obj=f"feature view '{self.name}'")
+
+    def _check_aggregations(self, loc: Location) -> None:
+        aggs = as_tuple(self.aggregations, field="aggregations", location=loc, obj=f"feature view '{self.name}'")
+        for agg in aggs:
+            if not isinstance(agg, Aggregation):
+                raise self.error(f"aggregations must be Aggregation(...) objects, got {agg!r}", field="aggregations")
+        object.__setattr__(self, "aggregations", aggs)
+        if not aggs:
+            return
+        declared = {f.name for f in self.schema}
+        for agg in aggs:
+            if agg.column not in declared:
+                raise self.error(
+                    f"aggregation {agg.name!r} reads column {agg.column!r}, which is not in schema; declare "
+                    f"its type, e.g. Field({agg.column!r}, Float64)", field="aggregations",
+                )
+        names = [a.name for a in aggs]
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise self.error(f"aggregation name(s) {repeated} repeat; give one a name=...", field="aggregations")
+        clash = sorted(set(names) & declared)
+        if clash:
+            raise self.error(f"aggregation name(s) {clash} are also schema fields", field="aggregations")
+
     # -- derived views of the definition ---------------------------------------------------------
+
+    @property
+    def inputs(self) -> dict[str, FileSource | str]:
+        """Input tables by the name the transformation uses: file sources, or names of views."""
+        if self.sources:
+            return dict(self.sources)  # type: ignore[arg-type]
+        assert isinstance(self.source, FileSource | str)
+        return {"source": self.source}
+
+    @property
+    def transformation(self) -> SqlTransformation | UserFunction | None:
+        if self.sql is not None:
+            return SqlTransformation(self.sql, self.location)
+        return self.transform if isinstance(self.transform, UserFunction) else None
+
+    @property
+    def file_source(self) -> FileSource | None:
+        """The source, when the view's rows are exactly one file source's rows."""
+        if self.transformation is None and isinstance(self.source, FileSource):
+            return self.source
+        return None
+
+    @property
+    def timestamp_column(self) -> str:
+        """The event-time column of the view's rows: ``timestamp_field``, else the first file
+        source's, else ``event_timestamp``."""
+        if self.timestamp_field:
+            return self.timestamp_field
+        first = next((s for s in self.inputs.values() if isinstance(s, FileSource)), None)
+        return first.timestamp_field if first is not None else "event_timestamp"
+
+    @property
+    def created_column(self) -> str | None:
+        if self.created_timestamp_column or self.transformation is not None:
+            return self.created_timestamp_column
+        return self.source.created_timestamp_column if isinstance(self.source, FileSource) else None
+
+    @property
+    def upstream_views(self) -> tuple[str, ...]:
+        """Names of the feature views this view reads."""
+        return tuple(src for src in self.inputs.values() if isinstance(src, str))
 
     @property
     def entity_names(self) -> tuple[str, ...]:
@@ -180,11 +328,21 @@ class FeatureView(Definition):
         return tuple(k for e in self.entity_objects for k in e.keys)
 
     @property
-    def features(self) -> tuple[Field, ...]:
-        """Schema fields that are features. A field named like a join key only declares the key's
-        type (as Feast repos do) and is not a feature."""
+    def input_fields(self) -> tuple[Field, ...]:
+        """Schema fields that are not join keys: the features, or for an aggregating view the
+        columns it aggregates."""
         keys = set(self.join_keys)
         return tuple(f for f in self.schema if f.name not in keys)
+
+    @property
+    def features(self) -> tuple[Field, ...]:
+        """The view's features. A schema field named like a join key only declares the key's type
+        (as Feast repos do) and is not a feature. An aggregating view's features are its
+        aggregations."""
+        if self.aggregations:
+            types = {f.name: f.dtype for f in self.schema}
+            return tuple(Field(a.name, a.output_dtype(types[a.column])) for a in self.aggregations)
+        return self.input_fields
 
     @property
     def feature_names(self) -> tuple[str, ...]:
@@ -211,27 +369,44 @@ class FeatureView(Definition):
     # -- registry spec ---------------------------------------------------------------------------
 
     def to_spec(self) -> dict[str, Any]:
-        assert self.source is not None
-        return {
+        spec: dict[str, Any] = {
             "name": self.name,
             "entities": [
                 {"name": e.name, "join_keys": list(e.keys)} if isinstance(e, Entity) else {"name": e}
                 for e in self.entities
             ],
-            "source": self.source.to_spec(),
-            "schema": [f.to_spec() for f in self.schema],
-            "ttl_seconds": None if self.ttl is None else self.ttl.total_seconds(),
-            "online": self.online,
-            "description": self.description,
-            "owner": self.owner,
-            "tags": dict(self.tags),
         }
+        if self.sources:
+            spec["sources"] = {alias: _input_spec(src) for alias, src in self.inputs.items()}
+        else:
+            spec["source"] = _input_spec(self.inputs["source"])
+        spec["schema"] = [f.to_spec() for f in self.schema]
+        spec["ttl_seconds"] = None if self.ttl is None else self.ttl.total_seconds()
+        spec["online"] = self.online
+        # New keys only when used, so the fingerprints of plain views never change.
+        if self.sql is not None:
+            spec["transformation"] = {"type": "sql", "sql": self.sql}
+        elif isinstance(self.transform, UserFunction):
+            spec["transformation"] = {"type": "polars", "name": self.transform.name, "source": self.transform.source}
+        if self.aggregations:
+            spec["aggregations"] = [a.to_spec() for a in self.aggregations]
+        for key in ("timestamp_field", "created_timestamp_column"):
+            if getattr(self, key) is not None:
+                spec[key] = getattr(self, key)
+        spec.update({"description": self.description, "owner": self.owner, "tags": dict(self.tags)})
+        return spec
 
     def data_spec(self) -> dict[str, Any]:
         spec = super().data_spec()
-        # Descriptions of fields and of the source are metadata too.
+        # Descriptions of fields and of the sources are metadata too.
         spec["schema"] = [{"name": f["name"], "dtype": f["dtype"]} for f in spec["schema"]]
-        spec["source"] = {k: v for k, v in spec["source"].items() if k not in ("description", "owner", "tags")}
+        if "source" in spec:
+            spec["source"] = _data_only(spec["source"])
+        if "sources" in spec:
+            spec["sources"] = {alias: _data_only(s) for alias, s in spec["sources"].items()}
+        if self.sql is not None:
+            # Formatting and comments of the query are not data.
+            spec["transformation"] = {"type": "sql", "sql": SqlTransformation(self.sql, self.location).normalized}
         return spec
 
     def metadata_spec(self) -> dict[str, Any]:
@@ -242,30 +417,53 @@ class FeatureView(Definition):
             f["name"]: {"description": f["description"], "tags": f["tags"]}
             for f in spec["schema"] if f["description"] or f["tags"]
         }
-        meta["source"] = {k: spec["source"][k] for k in ("description", "owner", "tags")}
+        if "source" in spec and "path" in spec["source"]:
+            meta["source"] = {k: spec["source"][k] for k in ("description", "owner", "tags")}
         return meta
 
     def storage_spec(self) -> dict[str, Any]:
         """What decides the rows stored for this view; a change here is destructive."""
         spec = self.data_spec()
-        return {k: spec[k] for k in ("entities", "source", "schema")}
+        keys = ("entities", "source", "sources", "schema", "transformation", "aggregations",
+                "timestamp_field", "created_timestamp_column")
+        return {k: spec[k] for k in keys if k in spec}
 
     @classmethod
     def from_spec(cls, spec: dict[str, Any], location: Location | None = None) -> FeatureView:
         ttl = spec.get("ttl_seconds")
+        loc = location or Location("<registry>")
+        transformation = spec.get("transformation") or {}
         return cls(
             spec["name"],
             entities=[
-                Entity(e["name"], join_keys=e["join_keys"], location=location or Location("<registry>"))
-                if "join_keys" in e else e["name"]
+                Entity(e["name"], join_keys=e["join_keys"], location=loc) if "join_keys" in e else e["name"]
                 for e in spec["entities"]
             ],
-            source=source_from_spec(spec["source"], location),
+            source=_input_from_spec(spec["source"], loc) if "source" in spec else None,
+            sources={a: _input_from_spec(s, loc) for a, s in spec.get("sources", {}).items()},
             schema=[Field.from_spec(f) for f in spec["schema"]],
             ttl=None if ttl is None else timedelta(seconds=ttl),
             online=spec.get("online", True),
+            sql=transformation.get("sql") if transformation.get("type") == "sql" else None,
+            transform=UserFunction(transformation["name"], transformation["source"])
+            if transformation.get("type") == "polars" else None,
+            aggregations=[Aggregation.from_spec(a, loc) for a in spec.get("aggregations", [])],
+            timestamp_field=spec.get("timestamp_field"),
+            created_timestamp_column=spec.get("created_timestamp_column"),
             description=spec.get("description", ""),
             owner=spec.get("owner", ""),
             tags=spec.get("tags", {}),
-            location=location or Location("<registry>"),
+            location=loc,
         )
+
+
+def _input_spec(src: FileSource | str) -> dict[str, Any]:
+    return src.to_spec() if isinstance(src, FileSource) else {"type": "feature_view", "name": src}
+
+
+def _input_from_spec(spec: dict[str, Any], location: Location) -> FileSource | str:
+    return spec["name"] if spec.get("type") == "feature_view" else source_from_spec(spec, location)
+
+
+def _data_only(spec: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in spec.items() if k not in ("description", "owner", "tags")}

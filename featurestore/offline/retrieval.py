@@ -125,6 +125,8 @@ def choose_strategy(
 
 def _join_view(con: duckdb.DuckDBPyConnection, store: OfflineStore, req: ViewRequest, strategy: str) -> pa.Table:
     """Features of one view for every entity row, in entity-row order."""
+    if req.view.aggregations:
+        return _aggregate_view(con, store, req)
     alias = "v"
     rows, needs_tie = store.view_rows(con, req.view, req.features)
     probe_ts = exp.column(ENTITY_TS, "e", quoted=True)
@@ -180,6 +182,38 @@ def _join_view(con: duckdb.DuckDBPyConnection, store: OfflineStore, req: ViewReq
         .from_(exp.to_table(ENTITY_TABLE, quoted=True, alias="e"))
         .join(rows_source, on=exp.and_(*on), join_type="ASOF LEFT")
         .order_by(order_by)
+    )
+    return con.sql(query.sql("duckdb")).to_arrow_table()
+
+
+def _aggregate_view(con: duckdb.DuckDBPyConnection, store: OfflineStore, req: ViewRequest) -> pa.Table:
+    """Windowed aggregates for every entity row at its own time: a range join of the entity rows
+    with the view's events in ``(ts - longest window, ts]``, one group per entity row."""
+    from featurestore.offline.aggregate import aggregate, in_window
+    from featurestore.offline.store import stored_columns
+
+    view = req.view
+    by_name = {a.name: a for a in view.aggregations}
+    columns = sorted({by_name[f].column for f in req.features}, key=stored_columns(view).index)
+    rows, _ = store.view_rows(con, view, columns, tie=True)
+    alias = "v"
+    probe_ts = exp.column(ENTITY_TS, "e", quoted=True)
+    on: list[exp.Expr] = [
+        exp.EQ(this=exp.column(k, "e", quoted=True), expression=exp.column(k, alias, quoted=True))
+        for k in view.join_keys
+    ]
+    on.append(in_window(view, alias, probe_ts))
+    row_id = exp.column(ROW_ID, "e", quoted=True)
+    query = (
+        exp.select(*[
+            exp.alias_(aggregate(by_name[f], view, alias, probe_ts), out, quoted=True)
+            for f, out in zip(req.features, req.output_names, strict=True)
+        ])
+        .from_(exp.to_table(ENTITY_TABLE, quoted=True, alias="e"))
+        .join(exp.Subquery(this=rows, alias=exp.TableAlias(this=exp.to_identifier(alias))),
+              on=exp.and_(*on), join_type="LEFT")
+        .group_by(row_id)
+        .order_by(row_id)
     )
     return con.sql(query.sql("duckdb")).to_arrow_table()
 

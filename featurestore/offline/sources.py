@@ -87,7 +87,7 @@ def _timestamp_expr(column: str, arrow_type: pa.DataType | None) -> exp.Expr:
 
 
 def source_relation(
-    con: duckdb.DuckDBPyConnection,
+    con: duckdb.DuckDBPyConnection | None,
     source: FileSource,
     repo_path: Path,
     columns: Sequence[str],
@@ -131,7 +131,9 @@ def source_relation(
             select.append(exp.alias_(order, ORD, quoted=True))
         return exp.select(*select).from_(table)
 
-    name = _register_csv(con, source, files)
+    if con is None:
+        raise SourceError(f"source {source.path!r}: CSV sources are read at run time, with a connection")
+    name = register_csv(con, source, files)
     if with_order:
         select.append(exp.alias_(exp.column(ORD, quoted=True), ORD, quoted=True))
     return exp.select(*select).from_(exp.to_table(name, quoted=True))
@@ -169,7 +171,7 @@ def source_stats(source: FileSource, repo_path: Path) -> tuple[int, datetime, da
     return None if lo is None or hi is None else (rows, lo, hi)
 
 
-def _register_csv(con: duckdb.DuckDBPyConnection, source: FileSource, files: list[str]) -> str:
+def register_csv(con: duckdb.DuckDBPyConnection, source: FileSource, files: list[str]) -> str:
     import polars as pl
     import pyarrow as pa
     import pyarrow.csv as pcsv

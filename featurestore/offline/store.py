@@ -24,9 +24,10 @@ from typing import TYPE_CHECKING
 
 from sqlglot import exp
 
+from featurestore.compile import Compiler, ViewLookup
 from featurestore.definitions import FeatureView
 from featurestore.errors import MaterializationError
-from featurestore.offline.sources import CREATED_TS, EVENT_TS, ORD, source_relation, source_stats
+from featurestore.offline.sources import CREATED_TS, EVENT_TS, ORD, source_stats
 from featurestore.plan import storage_fingerprint
 from featurestore.registry import Registry, Run
 from featurestore.timeutil import to_naive_utc
@@ -59,13 +60,27 @@ Interval = tuple[datetime | None, datetime | None]  # [lo, hi); None is unbounde
 class OfflineStore:
     """Parquet snapshots of feature views under one root folder."""
 
-    def __init__(self, root: Path, project: str, registry: Registry, repo_path: Path) -> None:
+    def __init__(
+        self, root: Path, project: str, registry: Registry, repo_path: Path, lookup: ViewLookup | None = None
+    ) -> None:
         self.root = root
         self.project = project
         self.registry = registry
         self.repo_path = repo_path
+        # Views that other views read are compiled from their applied definitions.
+        self.compiler = Compiler(repo_path, lookup or self._applied_view)
         # Footer statistics per view, read once per store (a store lives for one call).
         self._stats: dict[str, tuple[int, datetime, datetime] | None] = {}
+
+    def _applied_view(self, name: str) -> FeatureView:
+        from featurestore.definitions import definition_from_spec
+
+        obj = self.registry.get_object(self.project, FeatureView.kind, name)
+        if obj is None:
+            raise MaterializationError(f"feature view {name!r} is read by another view but is not applied")
+        view = definition_from_spec(FeatureView.kind, obj.spec)
+        assert isinstance(view, FeatureView)
+        return view
 
     def view_dir(self, view_name: str) -> Path:
         return self.root / self.project / view_name
@@ -107,10 +122,9 @@ class OfflineStore:
     def _write(
         self, con: duckdb.DuckDBPyConnection, view: FeatureView, start: datetime, end: datetime, target: Path
     ) -> int:
-        assert view.source is not None
         keys = list(view.join_keys)
-        feats = list(view.feature_names)
-        rel = source_relation(con, view.source, self.repo_path, [*keys, *feats]).subquery("src")
+        feats = list(stored_columns(view))
+        rel = self.compiler.rows(con, view, [*keys, *feats]).subquery("src")
         window = exp.and_(
             exp.GTE(this=exp.column(EVENT_TS, quoted=True), expression=ts_literal(start)),
             exp.LT(this=exp.column(EVENT_TS, quoted=True), expression=ts_literal(end)),
@@ -123,15 +137,19 @@ class OfflineStore:
                 exp.Ordered(this=exp.column(ORD, quoted=True), desc=True),
             ]),
         )
+        # Aggregating views keep every event, with its ingestion order for exact ties.
+        kept = [*keys, *feats, EVENT_TS, CREATED_TS, *([ORD] if view.aggregations else [])]
         query = (
             exp.select(
-                *[exp.column(c, quoted=True) for c in [*keys, *feats, EVENT_TS, CREATED_TS]],
+                *[exp.column(c, quoted=True) for c in kept],
                 exp.alias_(exp.cast(exp.column(EVENT_TS, quoted=True), "DATE"), DATE_PART, quoted=True),
             )
             .from_(rel)
             .where(window)
-            .qualify(exp.EQ(this=rank, expression=exp.Literal.number(1)))
         )
+        if not view.aggregations:
+            # Aggregations count every event; other views keep the winner per key and event time.
+            query = query.qualify(exp.EQ(this=rank, expression=exp.Literal.number(1)))
         # No ORDER BY: both join plans hash or sort by key themselves, and sorting 10M rows here
         # cost 1.5 s of a 7.3 s snapshot write.
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -197,21 +215,20 @@ class OfflineStore:
 
     def row_stats(self, view: FeatureView) -> tuple[int, datetime, datetime] | None:
         """Row count and event-time span of the view's source, from Parquet footers (None: unknown)."""
-        assert view.source is not None
         if view.name not in self._stats:
-            self._stats[view.name] = source_stats(view.source, self.repo_path)
+            source = view.file_source
+            self._stats[view.name] = None if source is None else source_stats(source, self.repo_path)
         return self._stats[view.name]
 
     def view_rows(
-        self, con: duckdb.DuckDBPyConnection, view: FeatureView, columns: Sequence[str]
+        self, con: duckdb.DuckDBPyConnection, view: FeatureView, columns: Sequence[str], *, tie: bool = False
     ) -> tuple[exp.Expr, bool]:
         """The view's rows (join keys, ``columns``, ``__event_ts``, ``__created_ts``) as a DuckDB subquery.
 
         Returns the query and whether it needs tie-breaking (True when any part comes straight
         from the source or from pushes; then a ``__tie`` struct orders rows (event, created,
-        ingestion)).
+        ingestion)). ``tie`` asks for the struct in every case.
         """
-        assert view.source is not None
         keys = list(view.join_keys)
         wanted = [*keys, *[c for c in columns if c not in keys]]
         pieces, remainder = coverage(self.visible_runs(view))
@@ -219,7 +236,7 @@ class OfflineStore:
             stats = self.row_stats(view)
             remainder = _clip(remainder, None if stats is None else (stats[1], stats[2]))
         pushes = self.pushed_runs(view)
-        needs_tie = bool(remainder) or bool(pushes)
+        needs_tie = tie or bool(remainder) or bool(pushes)
         parts: list[exp.Select] = []
         for run, lo, hi in pieces:
             if not run.rows or not run.location:
@@ -236,10 +253,11 @@ class OfflineStore:
                 exp.column(created, quoted=True) if created else ts_literal(_MIN_TS), CREATED_TS, quoted=True
             ))
             if needs_tie:
-                select.append(exp.alias_(_tie(EVENT_TS, created, None), TIE_KEY, quoted=True))
+                order = ORD if view.aggregations and _has_column(run.location, ORD) else None
+                select.append(exp.alias_(_tie(EVENT_TS, created, order), TIE_KEY, quoted=True))
             parts.append(exp.select(*select).from_(files).where(_in_interval(lo, hi)))
         if remainder:
-            src = source_relation(con, view.source, self.repo_path, wanted).subquery("src")
+            src = self.compiler.rows(con, view, wanted).subquery("src")
             select = [exp.column(c, quoted=True) for c in [*wanted, EVENT_TS, CREATED_TS]]
             select.append(exp.alias_(_tie(EVENT_TS, CREATED_TS, ORD), TIE_KEY, quoted=True))
             query = exp.select(*select).from_(src)
@@ -250,21 +268,29 @@ class OfflineStore:
             assert run.location is not None and run.commit_seq is not None
             files = exp.func("read_parquet", exp.Literal.string(str(Path(run.location) / "*.parquet")))
             # Pushed rows come after every source row, and later pushes after earlier ones.
-            order = exp.Add(
+            push_order = exp.Add(
                 this=exp.column(ORD, quoted=True),
                 expression=exp.Literal.number(_PUSH_ORDER + run.commit_seq * _PUSH_STRIDE),
             )
             select = [exp.column(c, quoted=True) for c in [*wanted, EVENT_TS, CREATED_TS]]
-            select.append(exp.alias_(_tie(EVENT_TS, CREATED_TS, order), TIE_KEY, quoted=True))
+            select.append(exp.alias_(_tie(EVENT_TS, CREATED_TS, push_order), TIE_KEY, quoted=True))
             parts.append(exp.select(*select).from_(files))
         if not parts:  # every run was empty and nothing is left to read: an empty relation
             select = [exp.column(c, quoted=True) for c in [*wanted, EVENT_TS, CREATED_TS]]
-            src = source_relation(con, view.source, self.repo_path, wanted).subquery("src")
-            return exp.select(*select).from_(src).where(exp.false()), False
+            if tie:
+                select.append(exp.alias_(_tie(EVENT_TS, CREATED_TS, None), TIE_KEY, quoted=True))
+            src = self.compiler.rows(con, view, wanted, with_order=False).subquery("src")
+            return exp.select(*select).from_(src).where(exp.false()), tie
         union: exp.Expr = parts[0]
         for part in parts[1:]:
             union = exp.union(union, part, distinct=False)
         return union, needs_tie
+
+
+def stored_columns(view: FeatureView) -> tuple[str, ...]:
+    """The value columns of a view's stored rows: its features, or for an aggregating view the
+    columns it aggregates (aggregates are computed when read)."""
+    return tuple(f.name for f in view.input_fields) if view.aggregations else view.feature_names
 
 
 def _has_column(location: str, column: str) -> bool:

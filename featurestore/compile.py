@@ -1,0 +1,236 @@
+"""Compile a feature view into the query that produces its rows.
+
+A view's *rows* are what its features are read from: join keys, value columns, and the internal
+columns ``__event_ts`` (naive UTC), ``__created_ts`` and ``__ord`` (ingestion order, for exact
+ties). A plain view's rows are its file source's rows. A transformed view's rows are its SQL (kept
+as a sqlglot tree: the sources' table names are replaced by subqueries over their files, or by the
+compiled rows of the views they name) or the output of its Polars function.
+
+Exact ties of transformed rows (same keys, event and created time) cannot follow file order, which
+a query does not keep: they go to the greatest hash of the row's values, which is deterministic.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from sqlglot import exp
+
+from featurestore.definitions import FeatureView, FileSource
+from featurestore.definitions.transformation import SqlTransformation, UserFunction
+from featurestore.errors import DefinitionError, SourceError
+from featurestore.offline.sources import (
+    CREATED_TS,
+    EVENT_TS,
+    MIN_TS,
+    ORD,
+    register_csv,
+    resolve_files,
+    source_relation,
+)
+
+if TYPE_CHECKING:
+    import duckdb
+    import pyarrow as pa
+
+ViewLookup = Callable[[str], FeatureView]
+_TS = exp.DataType.build("TIMESTAMP")
+
+
+class Compiler:
+    """Compiles views of one repo (``lookup`` finds the views that others read)."""
+
+    def __init__(self, repo_path: Path, lookup: ViewLookup) -> None:
+        self.repo_path = repo_path
+        self.lookup = lookup
+        self._polars_done: set[tuple[int, str]] = set()  # (connection, table): run each function once
+
+    # -- rows of a view --------------------------------------------------------------------------
+
+    def rows(
+        self, con: duckdb.DuckDBPyConnection | None, view: FeatureView, columns: Sequence[str], *,
+        with_order: bool = True,
+    ) -> exp.Select:
+        """The view's rows: ``columns`` plus ``__event_ts``, ``__created_ts`` and (``with_order``)
+        ``__ord``. ``con`` is needed for CSV sources and Polars transformations (they register
+        Arrow data in it); ``None`` compiles Parquet/SQL only, for display."""
+        source = view.file_source
+        if source is not None:
+            return source_relation(con, source, self.repo_path, columns, with_order=with_order)
+        return self._transformed(con, view, columns, with_order=with_order, seen=(view.name,))
+
+    def _transformed(
+        self, con: duckdb.DuckDBPyConnection | None, view: FeatureView, columns: Sequence[str], *,
+        with_order: bool, seen: tuple[str, ...],
+    ) -> exp.Select:
+        output = self.output_query(con, view, seen=seen).subquery("t")
+        wanted = [c for c in dict.fromkeys(columns) if c != view.timestamp_column]
+        select: list[exp.Expr] = [exp.column(c, "t", quoted=True) for c in wanted]
+        select.append(exp.alias_(exp.cast(exp.column(view.timestamp_column, "t", quoted=True), _TS), EVENT_TS,
+                                 quoted=True))
+        minimum = exp.cast(exp.Literal.string(MIN_TS), _TS)
+        created: exp.Expr = minimum
+        if view.created_column:
+            created = exp.func("coalesce", exp.cast(exp.column(view.created_column, "t", quoted=True), _TS), minimum)
+        select.append(exp.alias_(created, CREATED_TS, quoted=True))
+        if with_order:
+            values: list[exp.Expr] = [exp.column(c, "t", quoted=True) for c in wanted] or [exp.Literal.number(0)]
+            digest = exp.BitwiseRightShift(this=exp.func("hash", *values), expression=exp.Literal.number(1))
+            select.append(exp.alias_(exp.cast(digest, "BIGINT"), ORD, quoted=True))
+        return exp.select(*select).from_(output)
+
+    def output_query(
+        self, con: duckdb.DuckDBPyConnection | None, view: FeatureView, *, seen: tuple[str, ...] = ()
+    ) -> exp.Query:
+        """The transformation's output with user-visible columns (no internal ones)."""
+        transformation = view.transformation
+        if isinstance(transformation, UserFunction):
+            if con is None:
+                raise DefinitionError(
+                    "a Polars transformation has no SQL form; 'featurestore compile' prints its plan",
+                    obj=f"feature view '{view.name}'",
+                )
+            return self._polars_output(con, view, transformation, seen)
+        tables = {alias: self.input_table(con, view, alias, seen=seen) for alias in view.inputs}
+        if transformation is None:  # a view that reads one other view as it is
+            return exp.select(exp.Star()).from_(tables["source"].subquery("source"))
+        assert isinstance(transformation, SqlTransformation)
+        return substitute_tables(transformation.tree, tables, view)
+
+    def input_table(
+        self, con: duckdb.DuckDBPyConnection | None, view: FeatureView, alias: str, *, seen: tuple[str, ...] = ()
+    ) -> exp.Select:
+        """One input of a view as a SELECT of its user-visible columns."""
+        src = view.inputs[alias]
+        if isinstance(src, FileSource):
+            return file_table(con, src, self.repo_path)
+        if src in seen:
+            raise DefinitionError(
+                f"views read each other in a cycle: {' -> '.join([*seen, src])}", obj=f"feature view '{view.name}'"
+            )
+        upstream = self.lookup(src)
+        columns = [*upstream.join_keys, *upstream.feature_names]
+        if upstream.aggregations:
+            raise DefinitionError(
+                f"reads view {src!r}, which aggregates: read its source instead (aggregates depend on "
+                "the time they are asked for)", obj=f"feature view '{view.name}'",
+            )
+        rows = self.rows(con, upstream, columns, with_order=False) if upstream.file_source else self._transformed(
+            con, upstream, columns, with_order=False, seen=(*seen, src)
+        )
+        select: list[exp.Expr] = [exp.column(c, "r", quoted=True) for c in dict.fromkeys(columns)]
+        select.append(exp.alias_(exp.column(EVENT_TS, "r", quoted=True), upstream.timestamp_column, quoted=True))
+        if upstream.created_column:
+            select.append(exp.alias_(exp.column(CREATED_TS, "r", quoted=True), upstream.created_column, quoted=True))
+        return exp.select(*select).from_(rows.subquery("r"))
+
+    def _polars_output(
+        self, con: duckdb.DuckDBPyConnection, view: FeatureView, function: UserFunction, seen: tuple[str, ...]
+    ) -> exp.Query:
+        import polars as pl
+
+        name = "__polars_" + hashlib.sha256(f"{view.name}:{function.source}".encode()).hexdigest()[:16]
+        if (id(con), name) in self._polars_done:
+            return exp.select(exp.Star()).from_(exp.to_table(name, quoted=True))
+        frames = {}
+        for alias in view.inputs:
+            table = con.sql(self.input_table(con, view, alias, seen=seen).sql("duckdb")).to_arrow_table()
+            frame = pl.from_arrow(table)
+            assert isinstance(frame, pl.DataFrame)
+            frames[alias] = frame.lazy()
+        try:
+            result = function(frames["source"]) if list(frames) == ["source"] else function(**frames)
+            if isinstance(result, list | tuple):
+                if len(frames) != 1:
+                    raise TypeError("a list of expressions needs exactly one source to add them to")
+                result = next(iter(frames.values())).with_columns(result)
+            if isinstance(result, pl.DataFrame):
+                result = result.lazy()
+            if not isinstance(result, pl.LazyFrame):
+                raise TypeError(f"returned {type(result).__name__}, expected a LazyFrame or a list of expressions")
+            output = result.collect().to_arrow()
+        except DefinitionError:
+            raise
+        except Exception as exc:
+            raise DefinitionError(
+                f"the Polars transformation {function.name!r} failed: {type(exc).__name__}: {exc}",
+                obj=f"feature view '{view.name}'", field="transform",
+            ) from None
+        # A table in the database (not a connection-local view), so cursors see it too.
+        con.register(name + "_in", output)
+        con.execute(f'CREATE OR REPLACE TABLE "{name}" AS SELECT * FROM "{name}_in"')  # names: hex digits
+        con.unregister(name + "_in")
+        self._polars_done.add((id(con), name))
+        return exp.select(exp.Star()).from_(exp.to_table(name, quoted=True))
+
+    # -- schemas ---------------------------------------------------------------------------------
+
+    def output_schema(self, con: duckdb.DuckDBPyConnection, view: FeatureView) -> pa.Schema:
+        """Column names and types of the view's rows before any internal column is added."""
+        if view.file_source is not None:
+            from featurestore.offline.sources import source_schema
+
+            return source_schema(view.file_source, self.repo_path)
+        query = self.output_query(con, view, seen=(view.name,))
+        try:
+            return con.sql(query.limit(0).sql("duckdb")).to_arrow_table().schema
+        except Exception as exc:  # duckdb.Error: binder or type errors name the column
+            raise DefinitionError(
+                f"the transformation does not run on its sources: {_first_line(exc)}",
+                file=view.location.file, line=view.location.line, obj=f"feature view '{view.name}'",
+            ) from None
+
+
+def file_table(con: duckdb.DuckDBPyConnection | None, source: FileSource, repo_path: Path) -> exp.Select:
+    """Every column of a file source, as stored (timestamps too)."""
+    files = resolve_files(source, repo_path)
+    if source.format == "parquet":
+        table: exp.Expr = exp.func(
+            "read_parquet",
+            exp.Array(expressions=[exp.Literal.string(f) for f in files]),
+            exp.EQ(this=exp.column("union_by_name"), expression=exp.true()),
+        )
+        return exp.select(exp.Star()).from_(table)
+    if con is None:
+        raise SourceError(f"source {source.path!r}: CSV sources are read at run time; compile with a connection")
+    name = register_csv(con, source, files)
+    return exp.select(exp.Star(except_=[exp.column(ORD, quoted=True)])).from_(exp.to_table(name, quoted=True))
+
+
+def substitute_tables(tree: exp.Query, tables: dict[str, exp.Select], view: FeatureView) -> exp.Query:
+    """Replace the query's references to the view's inputs by their SELECTs. A table that is not
+    an input (nor a CTE of the query) is an error naming the inputs."""
+    ctes = {cte.alias_or_name for cte in tree.find_all(exp.CTE)}
+    unknown: list[str] = []
+
+    def replace(node: exp.Expr) -> exp.Expr:
+        if not isinstance(node, exp.Table) or not isinstance(node.this, exp.Identifier):
+            return node
+        if node.args.get("db") or node.args.get("catalog"):
+            unknown.append(node.sql("duckdb"))
+            return node
+        name = node.name
+        if name in ctes:
+            return node
+        if name not in tables:
+            unknown.append(name)
+            return node
+        return exp.Subquery(this=tables[name].copy(), alias=exp.TableAlias(this=exp.to_identifier(node.alias_or_name)))
+
+    out = tree.transform(replace)
+    if unknown:
+        raise view.error(
+            f"the SQL reads unknown table(s) {sorted(set(unknown))}; the view's sources are {sorted(tables)}"
+            + (" (a single source=... is the table 'source')" if list(tables) == ["source"] else ""),
+            field="sql",
+        )
+    assert isinstance(out, exp.Query)
+    return out
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
