@@ -13,12 +13,16 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from featurestore.definitions import (
+    Aggregation,
     Entity,
     FeatureService,
     FeatureView,
     FeatureViewProjection,
     Field,
     FileSource,
+    OnDemandFeatureView,
+    RequestSource,
+    on_demand_feature_view,
 )
 from featurestore.errors import FeatureStoreError
 from featurestore.types import (
@@ -53,6 +57,7 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "Aggregation",
     "Array",
     "Bool",
     "Bytes",
@@ -69,6 +74,9 @@ __all__ = [
     "Float64",
     "Int32",
     "Int64",
+    "OnDemandFeatureView",
+    "RequestSource",
     "String",
     "UnixTimestamp",
+    "on_demand_feature_view",
 ]

@@ -17,7 +17,7 @@ from featurestore.errors import PlanError
 from featurestore.registry import RegistryTransaction, StoredObject
 from featurestore.repo import RepoContents
 
-KIND_ORDER = ("entity", "feature_view", "feature_service")
+KIND_ORDER = ("entity", "feature_view", "on_demand_feature_view", "feature_service")
 _DESTRUCTIVE_KEYS = {"feature_view": ("entities", "source", "schema", "transformation")}
 
 

@@ -16,9 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from featurestore.definitions import Definition, Entity, FeatureService, FeatureView
+from featurestore.definitions import Definition, Entity, FeatureService, FeatureView, OnDemandFeatureView
 from featurestore.errors import DefinitionError, FeatureStoreError, RepoError, SourceError
 
+_DEFINITION_TYPES = (Entity, FeatureView, FeatureService, OnDemandFeatureView)
 # Folders never imported: virtualenvs, caches, tests and the repo's own data.
 _SKIP_DIRS = {"__pycache__", "venv", "env", "site-packages", "node_modules", "tests", "test", "data"}
 
@@ -30,10 +31,12 @@ class RepoContents:
     entities: dict[str, Entity] = field(default_factory=dict)
     feature_views: dict[str, FeatureView] = field(default_factory=dict)
     feature_services: dict[str, FeatureService] = field(default_factory=dict)
+    on_demand_views: dict[str, OnDemandFeatureView] = field(default_factory=dict)
 
     def all(self) -> Iterator[Definition]:
         yield from self.entities.values()
         yield from self.feature_views.values()
+        yield from self.on_demand_views.values()
         yield from self.feature_services.values()
 
     def by_kind(self, kind: str) -> dict[str, Definition]:
@@ -41,6 +44,7 @@ class RepoContents:
             Entity.kind: self.entities,
             FeatureView.kind: self.feature_views,
             FeatureService.kind: self.feature_services,
+            OnDemandFeatureView.kind: self.on_demand_views,
         }[kind]  # type: ignore[return-value]
 
 
@@ -90,7 +94,7 @@ def import_definitions(repo_path: Path) -> list[Definition]:
                     file=str(file), line=_traceback_line(exc, file),
                 ) from exc
             for value in list(vars(module).values()):
-                if isinstance(value, Entity | FeatureView | FeatureService) and id(value) not in seen:
+                if isinstance(value, _DEFINITION_TYPES) and id(value) not in seen:
                     seen.add(id(value))
                     found.append(value)
                     if isinstance(value, FeatureView):
@@ -173,9 +177,29 @@ def build_contents(
     if check_sources:
         problems.extend(_check_views(contents, repo_path))
 
+    for name, odfv in contents.on_demand_views.items():
+        if name in contents.feature_views:
+            problems.append(f"{odfv.location}: on-demand view {name!r} has the name of a feature view")
+        for proj in odfv.view_inputs:
+            source = contents.feature_views.get(proj.view_name)
+            if source is None:
+                problems.append(
+                    f"{odfv.location}: on-demand view {name!r} reads unknown feature view {proj.view_name!r}; "
+                    f"known views: {sorted(contents.feature_views)}"
+                )
+                continue
+            unknown = [f for f in proj.features or () if f not in source.feature_names]
+            if unknown:
+                problems.append(
+                    f"{odfv.location}: on-demand view {name!r} reads unknown feature(s) {unknown} of "
+                    f"{proj.view_name!r}; it has {list(source.feature_names)}"
+                )
+
     for name, service in contents.feature_services.items():
         for proj in service.projections:
-            target = contents.feature_views.get(proj.view_name)
+            target: FeatureView | OnDemandFeatureView | None = (
+                contents.feature_views.get(proj.view_name) or contents.on_demand_views.get(proj.view_name)
+            )
             if target is None:
                 problems.append(
                     f"{service.location}: feature service {name!r} uses unknown feature view "

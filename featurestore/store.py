@@ -14,7 +14,7 @@ Example::
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -25,12 +25,14 @@ from featurestore.definitions import (
     Entity,
     FeatureService,
     FeatureView,
+    OnDemandFeatureView,
     definition_from_spec,
 )
 from featurestore.errors import RetrievalError, UnknownObjectError
 from featurestore.plan import Plan, apply_plan, make_plan
 from featurestore.registry import Registry, Run
 from featurestore.repo import RepoContents, load_repo
+from featurestore.resolve import FeatureRequests, Features, resolve_features
 
 if TYPE_CHECKING:
     import duckdb
@@ -38,12 +40,11 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
     from featurestore.materialize import OnlineRunResult, ViewProgress
-    from featurestore.offline.retrieval import ViewRequest
     from featurestore.offline.store import OfflineStore, RunResult
     from featurestore.online.base import OnlineStore
     from featurestore.online.retrieval import OnlineResponse
 
-Features = Sequence[str] | FeatureService | str
+__all__ = ["FeatureStore", "Features", "resolve_features", "to_arrow_table"]
 PUSH_TARGETS = ("online", "offline", "online_and_offline")
 
 
@@ -58,7 +59,7 @@ class FeatureStore:
         self._online: OnlineStore | None = None
         # Resolved feature requests for online reads, valid while the registry's last apply is
         # unchanged (checked at most every REGISTRY_CHECK_SECONDS).
-        self._resolved: dict[tuple[Any, bool], list[ViewRequest]] = {}
+        self._resolved: dict[tuple[Any, bool], FeatureRequests] = {}
         self._resolved_apply: int | None = None
         self._resolved_checked = 0.0
 
@@ -137,6 +138,9 @@ class FeatureStore:
 
     def list_feature_views(self) -> list[FeatureView]:
         return self._objects(FeatureView.kind)
+
+    def list_on_demand_feature_views(self) -> list[OnDemandFeatureView]:
+        return self._objects(OnDemandFeatureView.kind)
 
     def list_feature_services(self) -> list[FeatureService]:
         return self._objects(FeatureService.kind)
@@ -308,12 +312,14 @@ class FeatureStore:
         All views and entities are read in one round trip. A value older than its view's ttl now
         is returned as None with status ``OUTSIDE_MAX_AGE``.
         """
+        from featurestore.on_demand import add_to_response
         from featurestore.online.retrieval import read_online
 
         requests = self._resolve_cached(features, full_feature_names)
-        return read_online(self.online_store, self.project, requests, entity_rows)
+        response = read_online(self.online_store, self.project, requests, entity_rows)
+        return add_to_response(response, requests.on_demand, requests.hidden)
 
-    def _resolve_cached(self, features: Features, full_feature_names: bool) -> list[ViewRequest]:
+    def _resolve_cached(self, features: Features, full_feature_names: bool) -> FeatureRequests:
         """``resolve_features`` without a registry read per call: serving calls this per request."""
         import time
 
@@ -379,10 +385,12 @@ class FeatureStore:
         import polars as pl
 
         from featurestore.offline.retrieval import point_in_time_join
+        from featurestore.on_demand import add_to_frame
 
         entity = to_arrow_table(entity_df)
         requests = self.resolve_features(features, full_feature_names=full_feature_names)
-        clashes = sorted({n for r in requests for n in r.output_names} & set(entity.column_names))
+        outputs = {n for r in [*requests, *requests.on_demand] for n in r.output_names}
+        clashes = sorted(outputs & set(entity.column_names))
         if clashes:
             raise RetrievalError(
                 f"entity_df already has column(s) {clashes} that a requested feature would overwrite; "
@@ -403,69 +411,14 @@ class FeatureStore:
             con.close()
         result = pl.from_arrow(table)
         assert isinstance(result, pl.DataFrame)
-        return result
+        return add_to_frame(result, requests.on_demand, requests.hidden)
 
-    def resolve_features(self, features: Features, *, full_feature_names: bool = False) -> list[ViewRequest]:
+    def resolve_features(self, features: Features, *, full_feature_names: bool = False) -> FeatureRequests:
         """Turn refs or a feature service into per-view requests, with clear errors."""
         views = {v.name: v for v in self.list_feature_views()}
-        return resolve_features(features, views, self.get_feature_service, full_feature_names=full_feature_names)
-
-
-def resolve_features(
-    features: Features,
-    views: dict[str, FeatureView],
-    get_service: Callable[[str], FeatureService],
-    *,
-    full_feature_names: bool = False,
-) -> list[ViewRequest]:
-    """Refs or a feature service as per-view requests, given the applied views and services."""
-    from featurestore.offline.retrieval import ViewRequest
-
-    wanted: dict[str, list[str]] = {}
-    if isinstance(features, FeatureService) or (isinstance(features, str) and ":" not in features):
-        service = features if isinstance(features, FeatureService) else get_service(features)
-        for proj in service.projections:
-            if proj.view_name not in views:
-                raise RetrievalError(
-                    f"feature service {service.name!r} uses feature view {proj.view_name!r}, which is "
-                    "not applied; run 'featurestore apply'"
-                )
-            wanted[proj.view_name] = list(proj.features or views[proj.view_name].feature_names)
-    else:
-        if isinstance(features, str):
-            features = [features]
-        if not features:
-            raise RetrievalError("no features requested: pass refs like ['view:feature'] or a feature service")
-        for ref in features:
-            if not isinstance(ref, str) or ref.count(":") != 1:
-                raise RetrievalError(f"feature ref {ref!r} must look like 'view:feature'")
-            view_name, feat = ref.split(":")
-            if view_name not in views:
-                raise RetrievalError(
-                    f"feature ref {ref!r}: unknown feature view {view_name!r}; applied views: {sorted(views)}"
-                )
-            if feat not in views[view_name].feature_names:
-                raise RetrievalError(
-                    f"feature ref {ref!r}: view {view_name!r} has no feature {feat!r}; its features: "
-                    f"{list(views[view_name].feature_names)}"
-                )
-            if feat in wanted.setdefault(view_name, []):
-                raise RetrievalError(f"feature ref {ref!r} is listed twice")
-            wanted[view_name].append(feat)
-
-    requests = []
-    seen: dict[str, str] = {}
-    for view_name, feats in wanted.items():
-        outs = tuple(f"{view_name}__{f}" if full_feature_names else f for f in feats)
-        for f, out in zip(feats, outs, strict=True):
-            if out in seen:
-                raise RetrievalError(
-                    f"feature name {out!r} comes from both {seen[out]!r} and '{view_name}:{f}'; "
-                    "pass full_feature_names=True to get view-prefixed names"
-                )
-            seen[out] = f"{view_name}:{f}"
-        requests.append(ViewRequest(views[view_name], tuple(feats), outs))
-    return requests
+        on_demand = {v.name: v for v in self.list_on_demand_feature_views()}
+        return resolve_features(features, views, self.get_feature_service, full_feature_names=full_feature_names,
+                                on_demand=on_demand)
 
 
 def to_arrow_table(data: Any) -> pa.Table:

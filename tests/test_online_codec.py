@@ -371,14 +371,14 @@ def test_keys_from_arrow_rejects_nulls_and_other_types() -> None:
 
 @pytest.mark.parametrize("name", ["Int32", "Int64", "Float32", "Float64", "String", "Bool", "UnixTimestamp", "Bytes",
                                   "Array(Float32)", "Array(String)", "Array(UnixTimestamp)"])
-def test_polars_types_of_online_responses_match_the_arrow_types(name: str) -> None:
+def testpolars_types_of_online_responses_match_the_arrow_types(name: str) -> None:
     """to_polars maps feature types directly (no pyarrow conversion, which imports pandas); the
     mapping must agree with Arrow's."""
     import pyarrow as pa
 
-    from featurestore.online.retrieval import _polars_type
+    from featurestore.online.retrieval import polars_type
     from featurestore.types import parse_dtype
 
     dtype = parse_dtype(name)
     expected = pl.from_arrow(pa.array([], type=dtype.to_arrow())).dtype  # type: ignore[union-attr]
-    assert _polars_type(dtype) == expected
+    assert polars_type(dtype) == expected

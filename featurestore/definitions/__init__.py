@@ -8,11 +8,14 @@ from featurestore.definitions.base import Definition, Location
 from featurestore.definitions.entity import Entity
 from featurestore.definitions.feature_service import FeatureService
 from featurestore.definitions.feature_view import FeatureView, FeatureViewProjection, Field
+from featurestore.definitions.on_demand import OnDemandFeatureView, RequestSource, on_demand_feature_view
 from featurestore.definitions.sources import FileSource
+from featurestore.definitions.transformation import Aggregation
 
 DEFINITION_CLASSES: dict[str, type[Definition]] = {
     Entity.kind: Entity,
     FeatureView.kind: FeatureView,
+    OnDemandFeatureView.kind: OnDemandFeatureView,
     FeatureService.kind: FeatureService,
 }
 
@@ -25,6 +28,7 @@ def definition_from_spec(kind: str, spec: dict[str, Any], location: Location | N
 
 __all__ = [
     "DEFINITION_CLASSES",
+    "Aggregation",
     "Definition",
     "Entity",
     "FeatureService",
@@ -33,5 +37,8 @@ __all__ = [
     "Field",
     "FileSource",
     "Location",
+    "OnDemandFeatureView",
+    "RequestSource",
     "definition_from_spec",
+    "on_demand_feature_view",
 ]

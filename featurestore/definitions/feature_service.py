@@ -16,6 +16,7 @@ from featurestore.definitions.base import (
     freeze_tags,
 )
 from featurestore.definitions.feature_view import FeatureView, FeatureViewProjection
+from featurestore.definitions.on_demand import OnDemandFeatureView
 
 
 @dataclass(frozen=True, eq=True)
@@ -49,7 +50,7 @@ class FeatureService(Definition):
             raise self.error("needs at least one feature view or projection", field="features")
         projections: list[FeatureViewProjection] = []
         for item in items:
-            if isinstance(item, FeatureView):
+            if isinstance(item, FeatureView | OnDemandFeatureView):
                 projections.append(FeatureViewProjection(item.name, None))
             elif isinstance(item, FeatureViewProjection):
                 projections.append(item)

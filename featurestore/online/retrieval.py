@@ -65,7 +65,7 @@ class OnlineResponse:
         data = self.to_dict(include_event_timestamps=include_event_timestamps, include_statuses=include_statuses)
         columns = []
         for name, values in data.items():
-            dtype = _polars_type(self.dtypes[name]) if name in self.dtypes else None
+            dtype = polars_type(self.dtypes[name]) if name in self.dtypes else None
             if name.endswith("__event_timestamp"):
                 dtype = pl.Datetime("us", "UTC")
             columns.append(pl.Series(name, values, dtype=dtype, strict=False))
@@ -205,7 +205,7 @@ def _codecs(project: str, view: FeatureView) -> tuple[KeyCodec, ValueCodec]:
     return KeyCodec(project, view.name, view.join_keys), ValueCodec(view)
 
 
-def _polars_type(dtype: Any) -> Any:
+def polars_type(dtype: Any) -> Any:
     """The Polars type of a feature type. Mapped directly: going through an empty Arrow array would
     make pyarrow import pandas (when installed) on the first call, 0.2-0.4 s."""
     import polars as pl
@@ -213,7 +213,7 @@ def _polars_type(dtype: Any) -> Any:
     from featurestore.types import ArrayType
 
     if isinstance(dtype, ArrayType):
-        return pl.List(_polars_type(dtype.element))
+        return pl.List(polars_type(dtype.element))
     return {
         "Int32": pl.Int32, "Int64": pl.Int64, "Float32": pl.Float32, "Float64": pl.Float64,
         "String": pl.String, "Bool": pl.Boolean, "UnixTimestamp": pl.Datetime("us", "UTC"), "Bytes": pl.Binary,
