@@ -18,7 +18,7 @@ from featurestore.definitions import FeatureService
 from featurestore.errors import FeatureStoreError
 from featurestore.online.retrieval import OnlineResponse, entity_columns
 from featurestore.remote import messages
-from featurestore.remote.columns import entity_column
+from featurestore.remote.columns import entity_column, is_key_column, request_column
 from featurestore.v1 import feature_store_pb2 as pb
 from featurestore.v1 import feature_store_pb2_grpc as pb_grpc
 
@@ -87,10 +87,13 @@ class Client:
         _set_features(request, features)
         columns = entity_columns(entity_rows)
         for name, values in columns.items():
-            request.entities[name].CopyFrom(entity_column(name, values))
+            if is_key_column(values):
+                request.entities[name].CopyFrom(entity_column(name, values))
+            else:  # a request value of an on-demand feature (a float, a timestamp...)
+                request.request_data[name].CopyFrom(request_column(name, values))
         response = messages.online_response_from_pb(self._call(self._stub.GetOnlineFeatures, request, timeout))
         # Protobuf maps have no order: give the entity columns back in the caller's order.
-        response.entity_columns = {name: response.entity_columns[name] for name in columns}
+        response.entity_columns = {name: response.entity_columns.get(name, columns[name]) for name in columns}
         return response
 
     def get_historical_features(

@@ -64,6 +64,23 @@ def entity_column(name: str, values: Sequence[Any]) -> pb.Column:
     raise RetrievalError(f"join key {name!r} must hold only integers or only strings, got {kinds}")
 
 
+def is_key_column(values: Sequence[Any]) -> bool:
+    """Whether values can be a join key column (only integers or only strings)."""
+    return all(isinstance(v, int) and not isinstance(v, bool) for v in values) or all(
+        isinstance(v, str) for v in values)
+
+
+def request_column(name: str, values: Sequence[Any]) -> pb.Column:
+    """A request value column, typed from its Python values (None is null)."""
+    present = [v for v in values if v is not None]
+    for dtype, kinds in (("Bool", (bool,)), ("Int64", (int,)), ("Float64", (int, float)), ("String", (str,)),
+                         ("UnixTimestamp", (datetime,)), ("Bytes", (bytes,))):
+        if all(isinstance(v, kinds) and (dtype == "Bool" or not isinstance(v, bool)) for v in present):
+            return to_column(values, parse_dtype(dtype))
+    kinds_found = sorted({type(v).__name__ for v in present})
+    raise RetrievalError(f"request value {name!r} mixes types {kinds_found}; send one type per column")
+
+
 def from_column(column: pb.Column) -> list[Any]:
     """The Python values of a Column (None at null rows)."""
     which = column.WhichOneof("kind")

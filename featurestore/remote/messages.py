@@ -43,6 +43,24 @@ def online_views_to_pb(
     return message
 
 
+def online_response_to_pb(
+    response: OnlineResponse, entity_columns: dict[str, pb.Column]
+) -> pb.GetOnlineFeaturesResponse:
+    """Any online response (for example with on-demand features computed) as the API message."""
+    message = pb.GetOnlineFeaturesResponse()
+    for name, column in entity_columns.items():
+        message.entities[name].CopyFrom(column)
+    for name, values in response.values.items():
+        stamps = [0 if t is None else int(t.timestamp() * 1_000_000) for t in response.event_timestamps[name]]
+        dtype = response.dtypes[name]
+        feature = message.features.add(
+            name=name, dtype=repr(dtype), statuses=[_STATUS_TO_PB[s] for s in response.statuses[name]],
+            event_timestamps=stamps,
+        )
+        fill_column(feature.values, values, dtype)
+    return message
+
+
 def online_response_from_pb(message: pb.GetOnlineFeaturesResponse) -> OnlineResponse:
     from featurestore.online.codec import micros_to_datetime
 

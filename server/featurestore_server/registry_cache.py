@@ -13,9 +13,9 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any, cast
 
-from featurestore.definitions import FeatureService, FeatureView, definition_from_spec
+from featurestore.definitions import FeatureService, FeatureView, OnDemandFeatureView, definition_from_spec
 from featurestore.errors import UnknownObjectError
-from featurestore.offline.retrieval import ViewRequest
+from featurestore.resolve import FeatureRequests
 from featurestore.store import FeatureStore, resolve_features
 
 log = logging.getLogger("featurestore.server")
@@ -27,7 +27,8 @@ class Snapshot:
     views: dict[str, FeatureView]
     services: dict[str, FeatureService]
     versions: dict[str, int] = field(default_factory=dict)
-    resolved: dict[Any, list[ViewRequest]] = field(default_factory=dict)
+    resolved: dict[Any, FeatureRequests] = field(default_factory=dict)
+    on_demand: dict[str, OnDemandFeatureView] = field(default_factory=dict)
 
     def service(self, name: str) -> FeatureService:
         found = self.services.get(name)
@@ -36,13 +37,13 @@ class Snapshot:
             raise UnknownObjectError(f"unknown feature service {name!r}; applied feature services: {known}")
         return found
 
-    def resolve(self, features: str | tuple[str, ...], full_feature_names: bool) -> list[ViewRequest]:
+    def resolve(self, features: str | tuple[str, ...], full_feature_names: bool) -> FeatureRequests:
         key = (features, full_feature_names)
         found = self.resolved.get(key)
         if found is None:
             found = resolve_features(
                 features if isinstance(features, str) else list(features), self.views, self.service,
-                full_feature_names=full_feature_names,
+                full_feature_names=full_feature_names, on_demand=self.on_demand,
             )
             if len(self.resolved) < 10_000:  # bounded: refs come from clients
                 self.resolved[key] = found
@@ -64,6 +65,7 @@ class RegistryCache:
             {o.name: cast(FeatureView, definition_from_spec(FeatureView.kind, o.spec)) for o in views},
             {s.name: s for s in self.store.list_feature_services()},
             {o.name: o.version for o in views},
+            on_demand={v.name: v for v in self.store.list_on_demand_feature_views()},
         )
 
     def start(self) -> None:

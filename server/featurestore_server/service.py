@@ -21,6 +21,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2
 
 from featurestore.errors import FeatureStoreError, PushError, RetrievalError, UnknownObjectError
+from featurestore.on_demand import add_to_response
 from featurestore.online.redis import AsyncRedisReader
 from featurestore.online.retrieval import OnlineRead
 from featurestore.remote import messages
@@ -160,15 +161,20 @@ class FeatureStoreServicer(pb_grpc.FeatureStoreServiceServicer):
     ) -> pb.GetOnlineFeaturesResponse:
         async def work() -> pb.GetOnlineFeaturesResponse:
             requests = self.registry.snapshot.resolve(_features(request), request.full_feature_names)
-            if request.request_data:
+            if request.request_data and not requests.on_demand:
                 names = sorted(request.request_data)
                 raise RetrievalError(f"request_data {names} given, but no requested feature is an on-demand feature")
             entities = {name: from_column(column) for name, column in request.entities.items()}
             if not entities:
                 raise RetrievalError("no entities given: set entities, e.g. {'user_id': int64_values [1, 2]}")
+            # Request values may come in request_data or, as in the Python API, beside the keys.
+            entities.update({name: from_column(column) for name, column in request.request_data.items()})
             plan = OnlineRead(self.store.project, requests, entities)
             raw = await self.reader.read(plan.key_groups)
-            return messages.online_views_to_pb(plan.decode_views(raw), dict(request.entities))
+            if not requests.on_demand:
+                return messages.online_views_to_pb(plan.decode_views(raw), dict(request.entities))
+            response = add_to_response(plan.decode(raw), requests.on_demand, requests.hidden)
+            return messages.online_response_to_pb(response, dict(request.entities))
 
         return await self._call("GetOnlineFeatures", context, work)
 
