@@ -218,6 +218,46 @@ class _ProgressBars:
         return self._bar.update
 
 
+@cli.command("compile")
+@_repo_option
+@click.argument("view")
+@click.option("--dialect", type=click.Choice(["duckdb", "spark"]), default="duckdb", show_default=True,
+              help="spark: the same plan transpiled by sqlglot, with a portable point-in-time join.")
+@click.pass_context
+def compile_command(ctx: click.Context, repo: str | None, view: str, dialect: str) -> None:
+    """Print a view's compiled SQL (or Polars plan) and its training-set join, from the repo's files."""
+    from featurestore.compile import compile_view
+
+    store = _store(ctx, repo)
+    contents = store.load()
+    found = contents.feature_views.get(view)
+    if found is None:
+        raise click.ClickException(f"no feature view {view!r} in the repo; views: {sorted(contents.feature_views)}")
+    compiled = compile_view(found, contents.feature_views.__getitem__, store.repo_path, dialect=dialect)
+    click.echo(compiled.explain())
+
+
+@cli.command()
+@_repo_option
+@click.argument("feature", required=False)
+@click.option("--source", default=None, help="List the features that depend on this source path.")
+@click.option("--column", default=None, help="With --source: only features that read this column.")
+@click.pass_context
+def lineage(ctx: click.Context, repo: str | None, feature: str | None, source: str | None, column: str | None) -> None:
+    """Column lineage: 'view:feature' down to source files and columns, or --source PATH's dependents."""
+    if bool(feature) == bool(source):
+        raise click.UsageError("pass either a feature ref 'view:feature' or --source PATH")
+    store = _store(ctx, repo)
+    if source:
+        found = store.lineage(source=source, column=column)
+        if not found:
+            click.echo(f"No applied feature depends on {source}{f' column {column}' if column else ''}.")
+        for ref in found:
+            click.echo(ref)
+        return
+    click.echo(store.lineage(feature).render())
+
+
 @cli.command("get-online-features")
 @_repo_option
 @click.option("--features", "-f", multiple=True, help="A 'view:feature' ref (repeatable).")

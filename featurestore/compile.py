@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -43,9 +44,12 @@ _TS = exp.DataType.build("TIMESTAMP")
 class Compiler:
     """Compiles views of one repo (``lookup`` finds the views that others read)."""
 
-    def __init__(self, repo_path: Path, lookup: ViewLookup) -> None:
+    def __init__(self, repo_path: Path, lookup: ViewLookup, *, source_tables: bool = False) -> None:
         self.repo_path = repo_path
         self.lookup = lookup
+        # For other engines (Spark): file sources are tables named by ``source_table_name``, which
+        # the engine registers, instead of DuckDB's read_parquet.
+        self.source_tables = source_tables
         self._polars_done: set[tuple[int, str]] = set()  # (connection, table): run each function once
 
     # -- rows of a view --------------------------------------------------------------------------
@@ -58,6 +62,9 @@ class Compiler:
         ``__ord``. ``con`` is needed for CSV sources and Polars transformations (they register
         Arrow data in it); ``None`` compiles Parquet/SQL only, for display."""
         source = view.file_source
+        if source is not None and self.source_tables:
+            table = exp.select(exp.Star()).from_(exp.to_table(source_table_name(source, view.name, "source")))
+            return _rows_of(table, view, columns, with_order=with_order)
         if source is not None:
             return source_relation(con, source, self.repo_path, columns, with_order=with_order)
         return self._transformed(con, view, columns, with_order=with_order, seen=(view.name,))
@@ -66,21 +73,7 @@ class Compiler:
         self, con: duckdb.DuckDBPyConnection | None, view: FeatureView, columns: Sequence[str], *,
         with_order: bool, seen: tuple[str, ...],
     ) -> exp.Select:
-        output = self.output_query(con, view, seen=seen).subquery("t")
-        wanted = [c for c in dict.fromkeys(columns) if c != view.timestamp_column]
-        select: list[exp.Expr] = [exp.column(c, "t", quoted=True) for c in wanted]
-        select.append(exp.alias_(exp.cast(exp.column(view.timestamp_column, "t", quoted=True), _TS), EVENT_TS,
-                                 quoted=True))
-        minimum = exp.cast(exp.Literal.string(MIN_TS), _TS)
-        created: exp.Expr = minimum
-        if view.created_column:
-            created = exp.func("coalesce", exp.cast(exp.column(view.created_column, "t", quoted=True), _TS), minimum)
-        select.append(exp.alias_(created, CREATED_TS, quoted=True))
-        if with_order:
-            values: list[exp.Expr] = [exp.column(c, "t", quoted=True) for c in wanted] or [exp.Literal.number(0)]
-            digest = exp.BitwiseRightShift(this=exp.func("hash", *values), expression=exp.Literal.number(1))
-            select.append(exp.alias_(exp.cast(digest, "BIGINT"), ORD, quoted=True))
-        return exp.select(*select).from_(output)
+        return _rows_of(self.output_query(con, view, seen=seen), view, columns, with_order=with_order)
 
     def output_query(
         self, con: duckdb.DuckDBPyConnection | None, view: FeatureView, *, seen: tuple[str, ...] = ()
@@ -105,6 +98,8 @@ class Compiler:
     ) -> exp.Select:
         """One input of a view as a SELECT of its user-visible columns."""
         src = view.inputs[alias]
+        if isinstance(src, FileSource) and self.source_tables:
+            return exp.select(exp.Star()).from_(exp.to_table(source_table_name(src, view.name, alias)))
         if isinstance(src, FileSource):
             return file_table(con, src, self.repo_path)
         if src in seen:
@@ -184,6 +179,30 @@ class Compiler:
             ) from None
 
 
+def _rows_of(output: exp.Query, view: FeatureView, columns: Sequence[str], *, with_order: bool) -> exp.Select:
+    """Rows with the internal columns, over a query of user-visible columns. Ingestion order is a
+    hash of the row's values: a query keeps no file order."""
+    wanted = [c for c in dict.fromkeys(columns) if c != view.timestamp_column]
+    select: list[exp.Expr] = [exp.column(c, "t", quoted=True) for c in wanted]
+    select.append(exp.alias_(exp.cast(exp.column(view.timestamp_column, "t", quoted=True), _TS), EVENT_TS,
+                             quoted=True))
+    minimum = exp.cast(exp.Literal.string(MIN_TS), _TS)
+    created: exp.Expr = minimum
+    if view.created_column:
+        created = exp.func("coalesce", exp.cast(exp.column(view.created_column, "t", quoted=True), _TS), minimum)
+    select.append(exp.alias_(created, CREATED_TS, quoted=True))
+    if with_order:
+        values: list[exp.Expr] = [exp.column(c, "t", quoted=True) for c in wanted] or [exp.Literal.number(0)]
+        digest = exp.BitwiseRightShift(this=exp.func("hash", *values), expression=exp.Literal.number(1))
+        select.append(exp.alias_(exp.cast(digest, "BIGINT"), ORD, quoted=True))
+    return exp.select(*select).from_(output.subquery("t"))
+
+
+def source_table_name(source: FileSource, view: str, alias: str) -> str:
+    """The table a file source is read from by engines other than DuckDB."""
+    return source.name or f"{view}__{alias}"
+
+
 def file_table(con: duckdb.DuckDBPyConnection | None, source: FileSource, repo_path: Path) -> exp.Select:
     """Every column of a file source, as stored (timestamps too)."""
     files = resolve_files(source, repo_path)
@@ -234,3 +253,111 @@ def substitute_tables(tree: exp.Query, tables: dict[str, exp.Select], view: Feat
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
+
+
+# -- what `featurestore compile` prints -----------------------------------------------------------
+
+DIALECTS = ("duckdb", "spark")
+
+
+@dataclass(frozen=True)
+class CompiledView:
+    """A view's compiled form, for people: the query of its rows and the training-set join."""
+
+    view: str
+    dialect: str
+    rows_sql: str | None  # None for a Polars transformation (see polars_plan)
+    training_sql: str
+    polars_plan: str | None = None
+    tables: dict[str, str] = field(default_factory=dict)  # table -> source path, for non-DuckDB engines
+
+    def explain(self) -> str:
+        lines = [f"-- feature view {self.view}: compiled for {self.dialect}"]
+        if self.tables:
+            lines.append("-- register these tables from the source files first:")
+            lines += [f"--   {name} = {path}" for name, path in self.tables.items()]
+        if self.polars_plan is not None:
+            lines += ["-- rows: Polars plan", *[f"--   {line}" for line in self.polars_plan.splitlines()]]
+        if self.rows_sql is not None:
+            lines += ["-- rows of the view", self.rows_sql + ";"]
+        lines += ["-- training set: point-in-time join with the entity rows (__entity_rows: keys, __ts, __row_id)",
+                  self.training_sql + ";"]
+        return "\n".join(lines)
+
+
+def compile_view(
+    view: FeatureView, lookup: ViewLookup, repo_path: Path, *, dialect: str = "duckdb", portable: bool | None = None,
+) -> CompiledView:
+    """Compile ``view`` for ``dialect``: ``duckdb`` (what runs here) or ``spark`` (the same trees
+    transpiled by sqlglot, with a portable point-in-time join instead of ``ASOF JOIN``, and file
+    sources as tables). ``portable`` forces the portable forms for DuckDB too."""
+    from featurestore.offline.retrieval import ViewRequest, aggregate_query, join_query
+    from featurestore.offline.store import stored_columns, with_tie
+
+    if dialect not in DIALECTS:
+        raise DefinitionError(f"unknown dialect {dialect!r}; use one of {', '.join(DIALECTS)}")
+    portable = dialect != "duckdb" if portable is None else portable
+    compiler = Compiler(repo_path, lookup, source_tables=portable)
+    columns = [*view.join_keys, *stored_columns(view)]
+    plan = None
+    if isinstance(view.transformation, UserFunction):
+        plan = polars_plan(view, compiler)
+        placeholder = exp.select(exp.Star()).from_(exp.to_table(f"{view.name}__polars_output"))
+        rows = _rows_of(placeholder, view, columns, with_order=True)
+    else:
+        rows = compiler.rows(None, view, columns)
+    request = ViewRequest(view, view.feature_names, view.feature_names)
+    training = aggregate_query(request, with_tie(rows)) if view.aggregations else join_query(
+        request, rows if portable else with_tie(rows), needs_tie=True, strategy="portable" if portable else "asof")
+
+    def render(tree: exp.Expr) -> str:
+        return tree.sql(dialect, pretty=True).replace(f"{repo_path.resolve()}/", "")
+
+    tables = {}
+    if portable:
+        for table in rows.find_all(exp.Table):
+            src = _source_named(view, table.name, lookup)
+            if src is not None:
+                tables[table.name] = src.path
+    return CompiledView(view.name, dialect, None if plan is not None else render(rows), render(training), plan,
+                        tables)
+
+
+def polars_plan(view: FeatureView, compiler: Compiler) -> str:
+    """The optimized Polars plan of a view's function over lazily scanned inputs."""
+    import duckdb
+    import polars as pl
+
+    function = view.transformation
+    assert isinstance(function, UserFunction)
+    frames: dict[str, pl.LazyFrame] = {}
+    con = duckdb.connect()
+    try:
+        for alias, src in view.inputs.items():
+            if isinstance(src, FileSource):
+                files = resolve_files(src, compiler.repo_path)
+                frames[alias] = pl.scan_parquet(files) if src.format == "parquet" else pl.scan_csv(files)
+            else:
+                local = Compiler(compiler.repo_path, compiler.lookup)
+                table = con.sql(local.input_table(con, view, alias).sql("duckdb")).to_arrow_table()
+                frame = pl.from_arrow(table)
+                assert isinstance(frame, pl.DataFrame)
+                frames[alias] = frame.lazy()
+    finally:
+        con.close()
+    out = function(frames["source"]) if list(frames) == ["source"] else function(**frames)
+    if isinstance(out, list | tuple):
+        out = next(iter(frames.values())).with_columns(out)
+    lazy = out.lazy() if isinstance(out, pl.DataFrame) else out
+    return str(lazy.explain()).replace(f"{compiler.repo_path.resolve()}/", "")
+
+
+def _source_named(view: FeatureView, table: str, lookup: ViewLookup, depth: int = 0) -> FileSource | None:
+    for alias, src in view.inputs.items():
+        if isinstance(src, FileSource) and source_table_name(src, view.name, alias) == table:
+            return src
+        if isinstance(src, str) and depth < 20:
+            found = _source_named(lookup(src), table, lookup, depth + 1)
+            if found is not None:
+                return found
+    return None

@@ -36,7 +36,8 @@ POLARS = "polars: not traced column by column"
 @dataclass(frozen=True, order=True)
 class LineageNode:
     """A column of a view (kind ``feature`` or ``column``; ``owner`` is the view) or of a file
-    source (kind ``source``; ``owner`` is the path as written in the definition)."""
+    source (kind ``source``; ``owner`` is the path as written in the definition). The column
+    ``*`` stands for the table's rows."""
 
     kind: str
     owner: str
@@ -91,7 +92,8 @@ Step = tuple[LineageNode, LineageNode, str]
 
 
 def compute_lineage(views: Mapping[str, FeatureView], repo_path: Path) -> list[LineageEdge]:
-    """Every edge of every view (views need resolved entities, as ``load_repo`` gives them).
+    """The edges of every view, sorted. ``views`` are all the repo's views, with resolved entities
+    (as ``load_repo`` gives them).
 
     Reads the inputs' column names (file metadata, or queries with ``LIMIT 0``; a Polars view
     that others read runs once). Raises the ``DefinitionError``/``SourceError`` of an unreadable input.
@@ -112,7 +114,13 @@ def compute_lineage(views: Mapping[str, FeatureView], repo_path: Path) -> list[L
                     details.append(detail)
     finally:
         con.close()
-    return sorted(LineageEdge(n, u, "; ".join(d for d in details if d)) for (n, u), details in found.items())
+    edges = [LineageEdge(n, u, "; ".join(d for d in details if d)) for (n, u), details in found.items()]
+    return sorted(edges, key=edge_order)
+
+
+def edge_order(edge: LineageEdge) -> tuple[str, ...]:
+    """Sort key: by view, column, then upstream owner and column."""
+    return (edge.node.owner, edge.node.column, edge.upstream.owner, edge.upstream.column, edge.upstream.kind)
 
 
 def _view_node(view: FeatureView, column: str) -> LineageNode:
@@ -166,27 +174,27 @@ def _every_input(node: LineageNode, inputs: dict[str, dict[str, str]], up: Calla
 def _sql_edges(sql: SqlTransformation, inputs: dict[str, dict[str, str]], columns: list[str],
                me: Callable[[str], LineageNode], up: Callable[[str, str], LineageNode]) -> Iterator[Step]:
     """Trace each column through the query (CTEs, subqueries, unions) to the inputs' columns."""
-    from sqlglot.errors import SqlglotError
     from sqlglot.lineage import lineage
     from sqlglot.optimizer.qualify import qualify
     from sqlglot.optimizer.scope import build_scope
 
     aliases = {a.lower(): a for a in inputs}
-    tree: Any = None
+    schema: dict[str, object] = dict(inputs)
     scope: Any = None
-    failure = ""
+    failure = "not a query sqlglot can follow"
     try:
-        tree = qualify(sql.tree, schema=inputs, dialect="duckdb", validate_qualify_columns=False, identify=False)
+        tree = qualify(sql.tree, schema=schema, dialect="duckdb", validate_qualify_columns=False, identify=False)
         scope = build_scope(tree)
-    except SqlglotError as exc:
-        failure = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    except Exception as exc:  # whatever sqlglot cannot follow is traced conservatively below
+        failure = _first_line(exc)
     for column in columns:
+        root = None
         try:
-            if scope is None:
-                raise SqlglotError(failure or "not a query sqlglot can follow")
-            root = lineage(column, tree, schema=inputs, dialect="duckdb", scope=scope)
-        except SqlglotError as exc:
-            yield from _every_input(me(column), inputs, up, f"SQL: not traced ({str(exc).strip()})")
+            root = lineage(column, tree, schema=schema, dialect="duckdb", scope=scope) if scope else None
+        except Exception as exc:
+            failure = _first_line(exc)
+        if root is None:
+            yield from _every_input(me(column), inputs, up, f"SQL: not traced ({failure})")
             continue
         for table, col, steps in _leaves(root, ()):
             detail = "SQL: " + _describe(steps)
@@ -214,6 +222,11 @@ def _leaves(node: Node, steps: tuple[exp.Expr, ...]) -> Iterator[tuple[str | Non
         yield None, None, [*steps, expr]
     for child in node.downstream:
         yield from _leaves(child, (*steps, expr))
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _describe(steps: list[exp.Expr]) -> str:
@@ -255,7 +268,7 @@ def chain(edges: Iterable[LineageEdge], target: str | LineageNode) -> LineageTre
     def build(node: LineageNode, detail: str, path: frozenset[LineageNode]) -> LineageTree:
         if node in path:  # views cannot read each other in a cycle, but do not loop if the edges do
             return LineageTree(node, detail)
-        children = [build(e.upstream, e.detail, path | {node}) for e in sorted(below.get(node, ()))]
+        children = [build(e.upstream, e.detail, path | {node}) for e in sorted(below.get(node, ()), key=edge_order)]
         return LineageTree(node, detail, tuple(children))
 
     return build(find_node(edges, target), "", frozenset())
@@ -273,11 +286,12 @@ def dependents(edges: Iterable[LineageEdge], source: str, repo_path: Path | None
     above: dict[LineageNode, list[LineageNode]] = {}
     for edge in edges:
         above.setdefault(edge.upstream, []).append(edge.node)
-    wanted = _resolve(source, repo_path)
+    root = repo_path or Path.cwd()
+    wanted = {_resolve(source, root), _resolve(source, Path.cwd())}
     todo = [
         n for n in above
         if n.kind == SOURCE and (column is None or n.column.lower() == column.lower())
-        and (n.owner == source or _covers(_resolve(n.owner, repo_path), wanted))
+        and (n.owner == source or _covers(_resolve(n.owner, root), wanted))
     ]
     seen = set(todo)
     while todo:
@@ -288,18 +302,15 @@ def dependents(edges: Iterable[LineageEdge], source: str, repo_path: Path | None
     return sorted({str(n) for n in seen if n.kind == FEATURE})
 
 
-def _resolve(path: str, repo_path: Path | None) -> set[str]:
-    raw = os.path.expanduser(path)
-    bases = [Path(raw)] if os.path.isabs(raw) else [(repo_path or Path.cwd()) / raw, Path.cwd() / raw]
-    return {os.path.realpath(b) for b in bases}
+def _resolve(path: str, base: Path) -> str:
+    """The absolute path, relative paths starting at ``base`` (as sources' do at the repo root)."""
+    return os.path.realpath(base / os.path.expanduser(path))
 
 
-def _covers(source_paths: set[str], wanted: set[str]) -> bool:
+def _covers(src: str, wanted: set[str]) -> bool:
     """True if a source path (file, directory or glob) is or contains one of the wanted paths."""
-    for src in source_paths:
-        for path in wanted:
-            if path == src or path.startswith(src.rstrip(os.sep) + os.sep):
-                return True
-            if any(ch in src for ch in "*?[") and fnmatch.fnmatchcase(path, src):
-                return True
-    return False
+    return any(
+        path == src or path.startswith(src.rstrip(os.sep) + os.sep)
+        or (any(ch in src for ch in "*?[") and fnmatch.fnmatchcase(path, src))
+        for path in wanted
+    )

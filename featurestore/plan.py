@@ -18,7 +18,10 @@ from featurestore.registry import RegistryTransaction, StoredObject
 from featurestore.repo import RepoContents
 
 KIND_ORDER = ("entity", "feature_view", "on_demand_feature_view", "feature_service")
-_DESTRUCTIVE_KEYS = {"feature_view": ("entities", "source", "schema", "transformation")}
+_DESTRUCTIVE_KEYS = {"feature_view": (
+    "entities", "source", "sources", "schema", "transformation", "aggregations", "timestamp_field",
+    "created_timestamp_column", "upstream_fingerprints",
+)}
 
 
 @dataclass(frozen=True)
@@ -50,6 +53,14 @@ class ObjectChange:
     data_changed: bool = False
     metadata_changed: bool = False
     definition: Definition | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def runs(self) -> str:
+        """What computes a created or changed view's rows, in one line."""
+        view = self.definition
+        if not isinstance(view, FeatureView) or self.action not in ("create", "update") or not self.data_changed:
+            return ""
+        return describe_rows(view)
 
     @property
     def destructive(self) -> bool:
@@ -91,6 +102,8 @@ class Plan:
             if c.action == "update":
                 kind_of_change = "  (metadata only)" if not c.data_changed else ""
             lines.append(f"  {symbols[c.action]} {label} {c.name}{version}{kind_of_change}{tag}")
+            if c.runs:
+                lines.append(f"      runs: {c.runs}")
             for fc in c.fields:
                 lines.append(f"      {fc.describe()}")
             for reason in c.destructive_reasons:
@@ -118,10 +131,35 @@ class Plan:
                     "fields": [{"path": f.path, "old": f.old, "new": f.new} for f in c.fields],
                     "destructive": list(c.destructive_reasons),
                     "data_changed": c.data_changed, "metadata_changed": c.metadata_changed,
+                    **({"runs": c.runs} if c.runs else {}),
                 }
                 for c in self.changes if c.action != "unchanged"
             ],
         }
+
+
+def describe_rows(view: FeatureView) -> str:
+    """``SQL over t=data/txns.parquet, u=users_view; aggregates sum(amount) 7d``: what runs."""
+    from featurestore.definitions import FileSource
+    from featurestore.definitions.transformation import UserFunction, window_label
+
+    inputs = ", ".join(
+        f"{alias}={src.path}" if isinstance(src, FileSource) else f"{alias}=view {src}"
+        for alias, src in view.inputs.items()
+    )
+    transformation = view.transformation
+    if transformation is None:
+        text = f"reads {inputs.split('=', 1)[1]}"
+    elif isinstance(transformation, UserFunction):
+        text = f"Polars function {transformation.name}() over {inputs}"
+    else:
+        text = f"DuckDB SQL over {inputs}"
+    if view.aggregations:
+        aggs = ", ".join(f"{a.function}({a.column}) {window_label(a.window)}" for a in view.aggregations)
+        text += f"; aggregates {aggs}"
+    if transformation is not None:
+        text += f" ('featurestore compile {view.name}' prints it)"
+    return text
 
 
 def storage_fingerprint(definition: Definition) -> str | None:
@@ -153,7 +191,8 @@ def make_plan(project: str, current: list[StoredObject], desired: RepoContents) 
             reasons: tuple[str, ...] = ()
             if kind in _DESTRUCTIVE_KEYS and old.storage_fingerprint != storage_fingerprint(new):
                 touched = sorted({f.path.split(".")[0] for f in fields} & set(_DESTRUCTIVE_KEYS[kind]))
-                reasons = (f"changes {', '.join(touched) or 'stored data'}: stored data no longer matches",)
+                named = [("a view it reads" if t == "upstream_fingerprints" else t) for t in touched]
+                reasons = (f"changes {', '.join(named) or 'stored data'}: stored data no longer matches",)
             changes.append(ObjectChange(
                 "update", kind, name, old_version=old.version, fields=fields,
                 destructive_reasons=reasons, data_changed=data_changed, metadata_changed=meta_changed,

@@ -174,6 +174,8 @@ def build_contents(
                     f"{view.location}: feature view {name!r} reads unknown feature view {upstream!r}; known "
                     f"views: {sorted(contents.feature_views)}"
                 )
+    if not problems:
+        problems.extend(_link_upstream(contents))
     if check_sources:
         problems.extend(_check_views(contents, repo_path))
 
@@ -215,6 +217,37 @@ def build_contents(
     if problems:
         raise RepoError(problems)
     return contents
+
+
+def _link_upstream(contents: RepoContents) -> list[str]:
+    """Record in each view the storage fingerprints of the views it reads (upstream first), so
+    changing a view is also a data change of the views built on it. Reports cycles."""
+    from featurestore.plan import storage_fingerprint
+
+    views = contents.feature_views
+    done: dict[str, FeatureView] = {}
+
+    def link(name: str, path: tuple[str, ...]) -> FeatureView:
+        if name in done:
+            return done[name]
+        if name in path:
+            first = views[path[0]]
+            raise DefinitionError(
+                f"views read each other in a cycle: {' -> '.join([*path, name])}",
+                file=first.location.file, line=first.location.line, obj=f"feature view '{path[0]}'",
+            )
+        view = views[name]
+        ups = {up: storage_fingerprint(link(up, (*path, name))) or "" for up in view.upstream_views}
+        done[name] = dataclasses.replace(view, upstream_fingerprints=ups) if ups else view
+        return done[name]
+
+    try:
+        for name in views:
+            link(name, ())
+    except DefinitionError as exc:
+        return [str(exc)]
+    contents.feature_views.update(done)
+    return []
 
 
 def _check_views(contents: RepoContents, repo_path: Path) -> list[str]:
@@ -259,24 +292,28 @@ def _check_sql_columns(compiler: Any, con: Any, view: FeatureView) -> None:
     from sqlglot.errors import OptimizeError, SqlglotError
     from sqlglot.optimizer.qualify import qualify
 
+    from featurestore.compile import substitute_tables
     from featurestore.definitions.transformation import SqlTransformation
 
     tables: dict[str, Any] = {}
+    inputs = {}
     for alias in view.inputs:
-        rel = con.sql(compiler.input_table(con, view, alias, seen=(view.name,)).limit(0).sql("duckdb"))
+        inputs[alias] = compiler.input_table(con, view, alias, seen=(view.name,))
+        rel = con.sql(inputs[alias].limit(0).sql("duckdb"))
         tables[alias] = dict(zip(rel.columns, [str(t) for t in rel.types], strict=True))
     tree = SqlTransformation(view.sql or "", view.location).tree
+    substitute_tables(tree, inputs, view)  # unknown tables first: they would read as unknown columns
     try:
         qualify(tree, schema=tables, dialect="duckdb", validate_qualify_columns=True)
     except OptimizeError as exc:
-        found = re.search(r"Column '([^']+)' could not be resolved", str(exc))
+        found = re.search(r"Column '([^']+)' could not be resolved|Unknown column: (\S+)", str(exc))
         if not found:
             return  # a construct sqlglot cannot follow: DuckDB's own check (next) decides
         listing = "; ".join(f"{alias}: {', '.join(f'{c} ({t})' for c, t in cols.items())}"
                             for alias, cols in tables.items())
         raise view.error(
-            f"the SQL uses unknown column {found.group(1)!r} ({_position(str(exc))}); the sources have "
-            f"columns {listing}", field="sql",
+            f"the SQL uses unknown column {found.group(1) or found.group(2)!r} ({_position(str(exc))}); the "
+            f"sources have columns {listing}", field="sql",
         ) from None
     except SqlglotError:
         return

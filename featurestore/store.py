@@ -107,10 +107,14 @@ class FeatureStore:
         The plan is recomputed inside the registry's write lock, so two concurrent applies are
         serialised and each sees the other's result.
         """
+        from featurestore.lineage import compute_lineage
+
         contents = contents if contents is not None else self.load()
+        edges = compute_lineage(contents.feature_views, self.repo_path)
         with self.registry.transaction() as tx:
             plan = make_plan(self.project, tx.list_objects(self.project), contents)
             apply_plan(tx, plan, allow_destructive=allow_destructive)
+            tx.replace_lineage(self.project, edges)
         self._resolved.clear()
         self._remove_online_data(plan)
         return plan
@@ -230,6 +234,19 @@ class FeatureStore:
         finally:
             con.close()
         return results
+
+    def lineage(self, feature: str | None = None, *, source: str | None = None, column: str | None = None) -> Any:
+        """Column lineage of the applied views: for ``"view:feature"`` the tree down to source
+        files and columns (``LineageTree``; ``.render()`` prints it); for ``source=PATH`` the
+        features that depend on it (optionally on one ``column``), through views built on views."""
+        from featurestore.lineage import chain, dependents
+
+        edges = self.registry.lineage(self.project)
+        if source is not None:
+            return dependents(edges, source, self.repo_path, column=column)
+        if feature is None:
+            raise RetrievalError("pass a feature ref 'view:feature' or source=PATH")
+        return chain(edges, feature)
 
     def offline_runs(self, view: str | None = None) -> list[Run]:
         return self.registry.runs(self.project, view)

@@ -121,6 +121,9 @@ class FeatureView(Definition):
     aggregations: Sequence[Aggregation] = ()
     timestamp_field: str | None = None
     created_timestamp_column: str | None = None
+    # Set by the repo loader: storage fingerprints of the views this view reads, so a change
+    # upstream changes this view's stored data too.
+    upstream_fingerprints: Mapping[str, str] = field(default_factory=dict)
     description: str = ""
     owner: str = ""
     tags: Mapping[str, str] = field(default_factory=dict)
@@ -393,6 +396,8 @@ class FeatureView(Definition):
         for key in ("timestamp_field", "created_timestamp_column"):
             if getattr(self, key) is not None:
                 spec[key] = getattr(self, key)
+        if self.upstream_fingerprints:
+            spec["upstream_fingerprints"] = dict(sorted(self.upstream_fingerprints.items()))
         spec.update({"description": self.description, "owner": self.owner, "tags": dict(self.tags)})
         return spec
 
@@ -425,7 +430,7 @@ class FeatureView(Definition):
         """What decides the rows stored for this view; a change here is destructive."""
         spec = self.data_spec()
         keys = ("entities", "source", "sources", "schema", "transformation", "aggregations",
-                "timestamp_field", "created_timestamp_column")
+                "timestamp_field", "created_timestamp_column", "upstream_fingerprints")
         return {k: spec[k] for k in keys if k in spec}
 
     @classmethod
@@ -450,6 +455,7 @@ class FeatureView(Definition):
             aggregations=[Aggregation.from_spec(a, loc) for a in spec.get("aggregations", [])],
             timestamp_field=spec.get("timestamp_field"),
             created_timestamp_column=spec.get("created_timestamp_column"),
+            upstream_fingerprints=spec.get("upstream_fingerprints", {}),
             description=spec.get("description", ""),
             owner=spec.get("owner", ""),
             tags=spec.get("tags", {}),

@@ -27,7 +27,7 @@ from sqlglot import exp
 
 from featurestore.definitions import FeatureView
 from featurestore.errors import RetrievalError
-from featurestore.offline.sources import EVENT_TS
+from featurestore.offline.sources import CREATED_TS, EVENT_TS, ORD
 from featurestore.offline.store import TIE_KEY, OfflineStore, newest, probe_tie, unpack
 from featurestore.timeutil import arrow_to_naive_utc
 from featurestore.types import is_text
@@ -126,9 +126,27 @@ def choose_strategy(
 def _join_view(con: duckdb.DuckDBPyConnection, store: OfflineStore, req: ViewRequest, strategy: str) -> pa.Table:
     """Features of one view for every entity row, in entity-row order."""
     if req.view.aggregations:
-        return _aggregate_view(con, store, req)
+        from featurestore.offline.store import stored_columns
+
+        by_name = {a.name: a for a in req.view.aggregations}
+        columns = sorted({by_name[f].column for f in req.features}, key=stored_columns(req.view).index)
+        rows, _ = store.view_rows(con, req.view, columns, tie=True)
+        query = aggregate_query(req, rows)
+    else:
+        rows, needs_tie = store.view_rows(con, req.view, req.features)
+        query = join_query(req, rows, needs_tie, strategy)
+    return con.sql(query.sql("duckdb")).to_arrow_table()
+
+
+def join_query(req: ViewRequest, rows: exp.Expr, needs_tie: bool, strategy: str) -> exp.Select:
+    """The point-in-time join of the entity rows (table ``__entity_rows``: keys, ``__ts``,
+    ``__row_id``) with a view's ``rows``, one result row per entity row in row order.
+
+    ``asof`` and ``range`` are DuckDB plans (see ``choose_strategy``); ``portable`` is the same
+    join without ``ASOF JOIN`` or ``arg_max`` of structs (a range join, then ``ROW_NUMBER``), for
+    engines such as Spark.
+    """
     alias = "v"
-    rows, needs_tie = store.view_rows(con, req.view, req.features)
     probe_ts = exp.column(ENTITY_TS, "e", quoted=True)
     event_ts = exp.column(EVENT_TS, alias, quoted=True)
     on: list[exp.Expr] = [
@@ -143,28 +161,31 @@ def _join_view(con: duckdb.DuckDBPyConnection, store: OfflineStore, req: ViewReq
         )
         in_window = exp.GTE(this=event_ts, expression=lower)
     rows_source = exp.Subquery(this=rows, alias=exp.TableAlias(this=exp.to_identifier(alias)))
+    entity_table = exp.to_table(ENTITY_TABLE, quoted=True, alias="e")
     order_by = exp.column(ROW_ID, "e", quoted=True)
 
-    if strategy == "range":
-        # Every pair in [ts - ttl, ts], then the newest per entity row: arg_max over the ordering
-        # (event time, or the full tie struct), which is unique per key among the view's rows.
+    if strategy in ("range", "portable"):
+        # Every pair in [ts - ttl, ts], then the newest per entity row.
         on.append(exp.LTE(this=event_ts, expression=probe_ts))
         if in_window is not None:
             on.append(in_window)
+        if strategy == "portable":
+            return _portable_join(req, rows_source, entity_table, exp.and_(*on), needs_tie)
+        # arg_max over the ordering (event time, or the full tie struct), which is unique per key
+        # among the view's rows.
         ordering = exp.column(TIE_KEY, alias, quoted=True) if needs_tie else event_ts
         best = newest([exp.column(feat, alias, quoted=True) for feat in req.features], ordering)
         grouped = (
             exp.select(exp.alias_(order_by, ROW_ID, quoted=True), exp.alias_(best, "__best", quoted=True))
-            .from_(exp.to_table(ENTITY_TABLE, quoted=True, alias="e"))
+            .from_(entity_table)
             .join(rows_source, on=exp.and_(*on), join_type="LEFT")
             .group_by(order_by)
         )
-        query = (
+        return (
             exp.select(*unpack(exp.column("__best", "g", quoted=True), req.output_names))
             .from_(grouped.subquery("g"))
             .order_by(exp.column(ROW_ID, "g", quoted=True))
         )
-        return con.sql(query.sql("duckdb")).to_arrow_table()
 
     if needs_tie:
         on.append(exp.GTE(this=probe_tie(probe_ts), expression=exp.column(TIE_KEY, alias, quoted=True)))
@@ -177,25 +198,54 @@ def _join_view(con: duckdb.DuckDBPyConnection, store: OfflineStore, req: ViewReq
             # The newest row at or before ts: if it is older than ts - ttl, so is every other.
             value = exp.Case(ifs=[exp.If(this=in_window.copy(), true=value)])
         select.append(exp.alias_(value, out, quoted=True))
-    query = (
+    return (
         exp.select(*select)
-        .from_(exp.to_table(ENTITY_TABLE, quoted=True, alias="e"))
+        .from_(entity_table)
         .join(rows_source, on=exp.and_(*on), join_type="ASOF LEFT")
         .order_by(order_by)
     )
-    return con.sql(query.sql("duckdb")).to_arrow_table()
 
 
-def _aggregate_view(con: duckdb.DuckDBPyConnection, store: OfflineStore, req: ViewRequest) -> pa.Table:
+def _portable_join(
+    req: ViewRequest, rows_source: exp.Subquery, entity_table: exp.Table, on: exp.Expr, needs_tie: bool
+) -> exp.Select:
+    alias = "v"
+    order = [exp.Ordered(this=exp.column(EVENT_TS, alias, quoted=True), desc=True)]
+    if needs_tie:
+        order += [exp.Ordered(this=exp.column(c, alias, quoted=True), desc=True) for c in (CREATED_TS, ORD)]
+    rank = exp.Window(
+        this=exp.RowNumber(), partition_by=[exp.column(ROW_ID, "e", quoted=True)], order=exp.Order(expressions=order)
+    )
+    pairs = (
+        exp.select(
+            exp.alias_(exp.column(ROW_ID, "e", quoted=True), ROW_ID, quoted=True),
+            *[exp.alias_(exp.column(f, alias, quoted=True), out, quoted=True)
+              for f, out in zip(req.features, req.output_names, strict=True)],
+            exp.alias_(rank, "__rank", quoted=True),
+        )
+        .from_(entity_table)
+        .join(rows_source, on=on, join_type="INNER")
+    )
+    best = exp.and_(
+        exp.EQ(this=exp.column(ROW_ID, "b", quoted=True), expression=exp.column(ROW_ID, "e", quoted=True)),
+        exp.EQ(this=exp.column("__rank", "b", quoted=True), expression=exp.Literal.number(1)),
+    )
+    return (
+        exp.select(*[exp.column(out, "b", quoted=True) for out in req.output_names])
+        .from_(entity_table.copy())
+        .join(pairs.subquery("b"), on=best, join_type="LEFT")
+        .order_by(exp.column(ROW_ID, "e", quoted=True))
+    )
+
+
+def aggregate_query(req: ViewRequest, rows: exp.Expr) -> exp.Select:
     """Windowed aggregates for every entity row at its own time: a range join of the entity rows
-    with the view's events in ``(ts - longest window, ts]``, one group per entity row."""
+    with the view's events in ``(ts - longest window, ts]``, one group per entity row. Portable
+    as it is (no ASOF join)."""
     from featurestore.offline.aggregate import aggregate, in_window
-    from featurestore.offline.store import stored_columns
 
     view = req.view
     by_name = {a.name: a for a in view.aggregations}
-    columns = sorted({by_name[f].column for f in req.features}, key=stored_columns(view).index)
-    rows, _ = store.view_rows(con, view, columns, tie=True)
     alias = "v"
     probe_ts = exp.column(ENTITY_TS, "e", quoted=True)
     on: list[exp.Expr] = [
@@ -204,7 +254,7 @@ def _aggregate_view(con: duckdb.DuckDBPyConnection, store: OfflineStore, req: Vi
     ]
     on.append(in_window(view, alias, probe_ts))
     row_id = exp.column(ROW_ID, "e", quoted=True)
-    query = (
+    return (
         exp.select(*[
             exp.alias_(aggregate(by_name[f], view, alias, probe_ts), out, quoted=True)
             for f, out in zip(req.features, req.output_names, strict=True)
@@ -215,7 +265,6 @@ def _aggregate_view(con: duckdb.DuckDBPyConnection, store: OfflineStore, req: Vi
         .group_by(row_id)
         .order_by(row_id)
     )
-    return con.sql(query.sql("duckdb")).to_arrow_table()
 
 
 def _count_distinct(column: pa.ChunkedArray) -> int:

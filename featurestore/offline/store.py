@@ -402,6 +402,12 @@ def _tie(event: str, created: str | None, order: str | exp.Expr | None) -> exp.E
     ])
 
 
+def with_tie(rows: exp.Query) -> exp.Select:
+    """``rows`` (with ``__event_ts``, ``__created_ts`` and ``__ord``) plus the ``__tie`` struct."""
+    return exp.select(exp.Star(), exp.alias_(_tie(EVENT_TS, CREATED_TS, ORD), TIE_KEY, quoted=True)).from_(
+        rows.subquery("r"))
+
+
 def newest(values: Sequence[exp.Expr], ordering: exp.Expr) -> exp.Expr:
     """``arg_max`` of ``values`` packed as a struct (fields f0, f1, ...) by ``ordering``: the values
     of the newest row of a group, taken together. ``unpack`` reads them back."""

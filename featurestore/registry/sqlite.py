@@ -6,7 +6,8 @@
 * ``applies``: the apply history (who, when, what changed).
 * ``runs``: materialization runs (window, rows, outcome); a run's files become visible only once
   its row says ``committed``.
-* ``statistics``, ``lineage``, ``datasets``: room for profiling, lineage and saved training sets.
+* ``lineage``: column-level lineage edges (``featurestore.lineage``), replaced as a whole per project.
+* ``statistics``, ``datasets``: room for profiling and saved training sets.
 
 Writes go through ``BEGIN IMMEDIATE`` transactions in WAL mode, so two concurrent applies are
 serialised by SQLite's lock and never interleave.
@@ -19,7 +20,7 @@ import json
 import sqlite3
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -27,8 +28,25 @@ from pathlib import Path
 from typing import Any
 
 from featurestore.errors import RegistryError
+from featurestore.lineage import LineageEdge, LineageNode, edge_order
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+
+# A view's column (node) is computed from an upstream column; see featurestore.lineage.
+_LINEAGE = """
+CREATE TABLE IF NOT EXISTS lineage (
+    project TEXT NOT NULL,
+    node_kind TEXT NOT NULL, node_owner TEXT NOT NULL, node_column TEXT NOT NULL,
+    up_kind TEXT NOT NULL, up_owner TEXT NOT NULL, up_column TEXT NOT NULL,
+    detail TEXT NOT NULL,
+    PRIMARY KEY (project, node_owner, node_column, up_kind, up_owner, up_column)
+)"""
+
+# Statements that bring a registry from version N to N + 1.
+_MIGRATIONS: dict[int, tuple[str, ...]] = {
+    # Version 1 had a placeholder lineage table that nothing wrote.
+    1: ("DROP TABLE IF EXISTS lineage", _LINEAGE),
+}
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -87,15 +105,11 @@ CREATE TABLE IF NOT EXISTS statistics (
     project TEXT NOT NULL, subject TEXT NOT NULL, run_id TEXT, created_at TEXT NOT NULL,
     stats TEXT NOT NULL
 );
-CREATE TABLE IF NOT EXISTS lineage (
-    project TEXT NOT NULL, feature TEXT NOT NULL, upstream TEXT NOT NULL, detail TEXT,
-    PRIMARY KEY (project, feature, upstream)
-);
 CREATE TABLE IF NOT EXISTS datasets (
     project TEXT NOT NULL, name TEXT NOT NULL, created_at TEXT NOT NULL, spec TEXT NOT NULL,
     PRIMARY KEY (project, name)
 );
-"""
+""" + _LINEAGE
 
 
 def utcnow() -> str:
@@ -174,6 +188,11 @@ class Registry:
                     f"registry {self.path} has schema version {row['value']}, newer than this "
                     f"featurestore ({SCHEMA_VERSION}): upgrade the featurestore package"
                 )
+            elif int(row["value"]) < SCHEMA_VERSION:
+                for version in range(int(row["value"]), SCHEMA_VERSION):
+                    for statement in _MIGRATIONS.get(version, ()):
+                        con.execute(statement)
+                con.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),))
             con.execute("COMMIT")
         except sqlite3.DatabaseError as exc:
             raise RegistryError(f"registry {self.path} is not a valid registry database: {exc}") from None
@@ -254,6 +273,11 @@ class Registry:
         sql += " ORDER BY started_at, run_id"
         with self.read() as con:
             return [_run(r) for r in con.execute(sql, args).fetchall()]
+
+    def lineage(self, project: str) -> list[LineageEdge]:
+        """The project's lineage edges as last stored, sorted (empty if never stored)."""
+        with self.read() as con:
+            return _lineage(con, project)
 
     def latest_apply(self, project: str) -> int | None:
         """The id of the project's last apply (changes whenever anything is applied)."""
@@ -348,6 +372,18 @@ class RegistryTransaction:
         )
         return version
 
+    def replace_lineage(self, project: str, edges: Iterable[LineageEdge]) -> None:
+        """Make ``edges`` the project's whole lineage (commits with the transaction)."""
+        self.con.execute("DELETE FROM lineage WHERE project = ?", (project,))
+        self.con.executemany(
+            "INSERT OR REPLACE INTO lineage VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [(project, e.node.kind, e.node.owner, e.node.column, e.upstream.kind, e.upstream.owner,
+              e.upstream.column, e.detail) for e in edges],
+        )
+
+    def lineage(self, project: str) -> list[LineageEdge]:
+        return _lineage(self.con, project)
+
     def delete_object(self, project: str, apply_id: int, *, kind: str, name: str) -> None:
         row = self.con.execute(
             "SELECT * FROM objects WHERE project = ? AND kind = ? AND name = ?", (project, kind, name)
@@ -372,6 +408,16 @@ def _list_objects(con: sqlite3.Connection, project: str, kind: str | None) -> li
             "SELECT * FROM objects WHERE project = ? AND kind = ? ORDER BY name", (project, kind)
         )
     return [_object(r) for r in rows.fetchall()]
+
+
+def _lineage(con: sqlite3.Connection, project: str) -> list[LineageEdge]:
+    rows = con.execute("SELECT * FROM lineage WHERE project = ?", (project,)).fetchall()
+    edges = [
+        LineageEdge(LineageNode(r["node_kind"], r["node_owner"], r["node_column"]),
+                    LineageNode(r["up_kind"], r["up_owner"], r["up_column"]), r["detail"])
+        for r in rows
+    ]
+    return sorted(edges, key=edge_order)
 
 
 def _object(row: sqlite3.Row) -> StoredObject:
