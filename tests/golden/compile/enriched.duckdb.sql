@@ -1,0 +1,92 @@
+-- feature view enriched: compiled for duckdb
+-- rows of the view
+SELECT
+  "t"."user_id",
+  "t"."amount2",
+  "t"."country",
+  CAST("t"."ts" AS TIMESTAMP) AS "__event_ts",
+  COALESCE(CAST("t"."created" AS TIMESTAMP), CAST('0001-01-01 00:00:00' AS TIMESTAMP)) AS "__created_ts",
+  CAST(HASH("t"."user_id", "t"."amount2", "t"."country") >> 1 AS BIGINT) AS "__ord"
+FROM (
+  SELECT
+    t.user_id,
+    t.ts,
+    t.created,
+    t.amount * 2 AS amount2,
+    u.country /* doubled */
+  FROM (
+    SELECT
+      *
+    FROM READ_PARQUET(
+      ['data/txns.parquet'],
+      union_by_name = TRUE
+    )
+  ) AS t
+  JOIN (
+    SELECT
+      *
+    FROM READ_PARQUET(
+      ['data/users.parquet'],
+      union_by_name = TRUE
+    )
+  ) AS u
+    USING (user_id)
+  WHERE
+    NOT t.amount IS NULL
+) AS t;
+-- training set: point-in-time join with the entity rows (__entity_rows: keys, __ts, __row_id)
+SELECT
+  CASE
+    WHEN "v"."__event_ts" >= "e"."__ts" - INTERVAL '604800000000' MICROSECONDS
+    THEN "v"."amount2"
+  END AS "amount2",
+  CASE
+    WHEN "v"."__event_ts" >= "e"."__ts" - INTERVAL '604800000000' MICROSECONDS
+    THEN "v"."country"
+  END AS "country"
+FROM __entity_rows AS e
+ASOF LEFT JOIN (
+  SELECT
+    *,
+    {'e': "__event_ts", 'c': "__created_ts", 'o': "__ord"} AS "__tie"
+  FROM (
+    SELECT
+      "t"."user_id",
+      "t"."amount2",
+      "t"."country",
+      CAST("t"."ts" AS TIMESTAMP) AS "__event_ts",
+      COALESCE(CAST("t"."created" AS TIMESTAMP), CAST('0001-01-01 00:00:00' AS TIMESTAMP)) AS "__created_ts",
+      CAST(HASH("t"."user_id", "t"."amount2", "t"."country") >> 1 AS BIGINT) AS "__ord"
+    FROM (
+      SELECT
+        t.user_id,
+        t.ts,
+        t.created,
+        t.amount * 2 AS amount2,
+        u.country /* doubled */
+      FROM (
+        SELECT
+          *
+        FROM READ_PARQUET(
+          ['data/txns.parquet'],
+          union_by_name = TRUE
+        )
+      ) AS t
+      JOIN (
+        SELECT
+          *
+        FROM READ_PARQUET(
+          ['data/users.parquet'],
+          union_by_name = TRUE
+        )
+      ) AS u
+        USING (user_id)
+      WHERE
+        NOT t.amount IS NULL
+    ) AS t
+  ) AS r
+) AS v
+  ON "e"."user_id" = "v"."user_id"
+  AND {'e': "e"."__ts", 'c': CAST('9999-12-31 23:59:59' AS TIMESTAMP), 'o': CAST(9223372036854775807 AS BIGINT)} >= "v"."__tie"
+ORDER BY
+  "e"."__row_id";

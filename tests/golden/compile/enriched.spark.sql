@@ -1,0 +1,85 @@
+-- feature view enriched: compiled for spark
+-- register these tables from the source files first:
+--   enriched__t = data/txns.parquet
+--   enriched__u = data/users.parquet
+-- rows of the view
+SELECT
+  `t`.`user_id`,
+  `t`.`amount2`,
+  `t`.`country`,
+  CAST(`t`.`ts` AS TIMESTAMP) AS `__event_ts`,
+  COALESCE(CAST(`t`.`created` AS TIMESTAMP), CAST('0001-01-01 00:00:00' AS TIMESTAMP)) AS `__created_ts`,
+  CAST(SHIFTRIGHT(HASH(`t`.`user_id`, `t`.`amount2`, `t`.`country`), 1) AS BIGINT) AS `__ord`
+FROM (
+  SELECT
+    t.user_id,
+    t.ts,
+    t.created,
+    t.amount * 2 AS amount2,
+    u.country /* doubled */
+  FROM (
+    SELECT
+      *
+    FROM enriched__t
+  ) AS t
+  JOIN (
+    SELECT
+      *
+    FROM enriched__u
+  ) AS u
+    USING (user_id)
+  WHERE
+    NOT t.amount IS NULL
+) AS t;
+-- training set: point-in-time join with the entity rows (__entity_rows: keys, __ts, __row_id)
+SELECT
+  `b`.`amount2`,
+  `b`.`country`
+FROM __entity_rows AS e
+LEFT JOIN (
+  SELECT
+    `e`.`__row_id` AS `__row_id`,
+    `v`.`amount2` AS `amount2`,
+    `v`.`country` AS `country`,
+    ROW_NUMBER() OVER (
+      PARTITION BY `e`.`__row_id`
+      ORDER BY `v`.`__event_ts` DESC, `v`.`__created_ts` DESC, `v`.`__ord` DESC
+    ) AS `__rank`
+  FROM __entity_rows AS e
+  INNER JOIN (
+    SELECT
+      `t`.`user_id`,
+      `t`.`amount2`,
+      `t`.`country`,
+      CAST(`t`.`ts` AS TIMESTAMP) AS `__event_ts`,
+      COALESCE(CAST(`t`.`created` AS TIMESTAMP), CAST('0001-01-01 00:00:00' AS TIMESTAMP)) AS `__created_ts`,
+      CAST(SHIFTRIGHT(HASH(`t`.`user_id`, `t`.`amount2`, `t`.`country`), 1) AS BIGINT) AS `__ord`
+    FROM (
+      SELECT
+        t.user_id,
+        t.ts,
+        t.created,
+        t.amount * 2 AS amount2,
+        u.country /* doubled */
+      FROM (
+        SELECT
+          *
+        FROM enriched__t
+      ) AS t
+      JOIN (
+        SELECT
+          *
+        FROM enriched__u
+      ) AS u
+        USING (user_id)
+      WHERE
+        NOT t.amount IS NULL
+    ) AS t
+  ) AS v
+    ON `e`.`user_id` = `v`.`user_id`
+    AND `v`.`__event_ts` <= `e`.`__ts`
+    AND `v`.`__event_ts` >= `e`.`__ts` - INTERVAL '604800000000' MICROSECONDS
+) AS b
+  ON `b`.`__row_id` = `e`.`__row_id` AND `b`.`__rank` = 1
+ORDER BY
+  `e`.`__row_id`;
