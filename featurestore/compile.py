@@ -61,6 +61,12 @@ class Compiler:
         """The view's rows: ``columns`` plus ``__event_ts``, ``__created_ts`` and (``with_order``)
         ``__ord``. ``con`` is needed for CSV sources and Polars transformations (they register
         Arrow data in it); ``None`` compiles Parquet/SQL only, for display."""
+        rows = self._rows(con, view, columns, with_order=with_order)
+        return forward_filled(rows, view, columns, with_order=with_order) if view.forward_fill else rows
+
+    def _rows(
+        self, con: duckdb.DuckDBPyConnection | None, view: FeatureView, columns: Sequence[str], *, with_order: bool,
+    ) -> exp.Select:
         source = view.file_source
         if source is not None and self.source_tables:
             table = exp.select(exp.Star()).from_(exp.to_table(source_table_name(source, view.name, "source")))
@@ -196,6 +202,40 @@ def _rows_of(output: exp.Query, view: FeatureView, columns: Sequence[str], *, wi
         digest = exp.BitwiseRightShift(this=exp.func("hash", *values), expression=exp.Literal.number(1))
         select.append(exp.alias_(exp.cast(digest, "BIGINT"), ORD, quoted=True))
     return exp.select(*select).from_(output.subquery("t"))
+
+
+def forward_filled(rows: exp.Select, view: FeatureView, columns: Sequence[str], *, with_order: bool) -> exp.Select:
+    """``rows`` with the view's forward-filled features: a null takes the entity's previous
+    non-null value (by event time, created time, ingestion order) if at most ttl older."""
+    from featurestore.offline.aggregate import interval
+
+    order = [EVENT_TS, CREATED_TS, *([ORD] if with_order else [])]
+    keys = [exp.column(k, "r", quoted=True) for k in view.join_keys]
+    event = exp.column(EVENT_TS, "r", quoted=True)
+    select: list[exp.Expr] = []
+    for column in [*dict.fromkeys(columns), *order]:
+        value: exp.Expr = exp.column(column, "r", quoted=True)
+        if column in view.forward_fill:
+            tagged = exp.Case(ifs=[exp.If(this=exp.Not(this=exp.Is(this=value.copy(), expression=exp.Null())),
+                                          true=exp.Struct(expressions=[
+                                              exp.PropertyEQ(this=exp.to_identifier("t"), expression=event.copy()),
+                                              exp.PropertyEQ(this=exp.to_identifier("v"), expression=value.copy()),
+                                          ]))])
+            previous = exp.Window(
+                this=exp.IgnoreNulls(this=exp.LastValue(this=tagged)),
+                partition_by=[k.copy() for k in keys],
+                order=exp.Order(expressions=[exp.Ordered(this=exp.column(c, "r", quoted=True)) for c in order]),
+                spec=exp.WindowSpec(kind="ROWS", start="UNBOUNDED", start_side="PRECEDING",
+                                    end=exp.Literal.number(1), end_side="PRECEDING"),
+            )
+            fresh: exp.Expr = exp.true()
+            if view.ttl is not None:
+                fresh = exp.GTE(this=exp.Dot(this=previous.copy(), expression=exp.to_identifier("t")),
+                                expression=exp.Sub(this=event.copy(), expression=interval(view.ttl)))
+            filled = exp.Case(ifs=[exp.If(this=fresh, true=exp.Dot(this=previous, expression=exp.to_identifier("v")))])
+            value = exp.func("coalesce", value, filled)
+        select.append(exp.alias_(value, column, quoted=True))
+    return exp.select(*select).from_(rows.subquery("r"))
 
 
 def source_table_name(source: FileSource, view: str, alias: str) -> str:

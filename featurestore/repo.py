@@ -19,6 +19,7 @@ from typing import Any
 from featurestore.definitions import Definition, Entity, FeatureService, FeatureView, OnDemandFeatureView
 from featurestore.errors import DefinitionError, FeatureStoreError, RepoError, SourceError
 
+_NUMERIC = ("Int32", "Int64", "Float32", "Float64")
 _DEFINITION_TYPES = (Entity, FeatureView, FeatureService, OnDemandFeatureView)
 # Folders never imported: virtualenvs, caches, tests and the repo's own data.
 _SKIP_DIRS = {"__pycache__", "venv", "env", "site-packages", "node_modules", "tests", "test", "data"}
@@ -213,6 +214,21 @@ def build_contents(
                     problems.append(
                         f"{service.location}: feature service {name!r} uses unknown feature "
                         f"'{proj.view_name}:{feat}'; the view has {list(target.feature_names)}"
+                    )
+            served = {f.name: f.dtype for f in target.features if f.name in (proj.features or target.feature_names)}
+            for ref, how in service.imputation.items():
+                view_name, feat = ref.split(":")
+                if view_name != proj.view_name:
+                    continue
+                if feat not in served:
+                    problems.append(
+                        f"{service.location}: feature service {name!r} imputes {ref!r}, which it does not "
+                        f"serve; it serves {[f'{view_name}:{f}' for f in served]}"
+                    )
+                elif how.strategy in ("mean", "median") and served[feat].name not in _NUMERIC:
+                    problems.append(
+                        f"{service.location}: feature service {name!r}: {how.strategy} imputation of {ref!r} "
+                        f"needs a numeric feature, it is {served[feat]!r}; use Impute.mode() or Impute.constant(...)"
                     )
     if problems:
         raise RepoError(problems)

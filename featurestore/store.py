@@ -25,6 +25,7 @@ from featurestore.definitions import (
     Entity,
     FeatureService,
     FeatureView,
+    Location,
     OnDemandFeatureView,
     definition_from_spec,
 )
@@ -62,6 +63,7 @@ class FeatureStore:
         self._resolved: dict[tuple[Any, bool], FeatureRequests] = {}
         self._resolved_apply: int | None = None
         self._resolved_checked = 0.0
+        self._fitted_cache: dict[tuple[str, str | None], tuple[dict[str, Any], float]] = {}
 
     REGISTRY_CHECK_SECONDS = 1.0
 
@@ -321,20 +323,111 @@ class FeatureStore:
             con.close()
 
     def get_online_features(
-        self, features: Features, entity_rows: Any, *, full_feature_names: bool = False
+        self, features: Features, entity_rows: Any, *, full_feature_names: bool = False,
+        training_set: str | None = None,
     ) -> OnlineResponse:
         """The latest values of ``features`` for each entity in ``entity_rows`` (a list of dicts
         such as ``[{"user_id": 1}]``, or a dict of lists), with a status and event time per value.
 
         All views and entities are read in one round trip. A value older than its view's ttl now
-        is returned as None with status ``OUTSIDE_MAX_AGE``.
+        is returned as None with status ``OUTSIDE_MAX_AGE``. For a feature service with
+        imputation, missing values are filled with the values learned from ``training_set``
+        (default: the service's latest saved one) and get the status ``IMPUTED``.
         """
         from featurestore.on_demand import add_to_response
         from featurestore.online.retrieval import read_online
 
         requests = self._resolve_cached(features, full_feature_names)
         response = read_online(self.online_store, self.project, requests, entity_rows)
-        return add_to_response(response, requests.on_demand, requests.hidden)
+        response = add_to_response(response, requests.on_demand, requests.hidden)
+        service = self._service_of(features)
+        if service is not None and service.imputation:
+            from featurestore.imputation import fill_response, targets
+
+            found = targets(service, requests)
+            response = fill_response(response, found, self._fitted(service, training_set, cached=True))
+        return response
+
+    def _service_of(self, features: Features) -> FeatureService | None:
+        if isinstance(features, FeatureService):
+            return features
+        if isinstance(features, str) and ":" not in features:
+            return self.get_feature_service(features)
+        return None
+
+    def _fitted(self, service: FeatureService, training_set: str | None, *, cached: bool = False) -> dict[str, Any]:
+        """The imputation values of ``training_set`` (default: the service's latest saved one;
+        none saved: only constants fill). ``cached``: re-read the registry at most every second."""
+        import time
+
+        key = (service.name, training_set)
+        now = time.monotonic()
+        hit = self._fitted_cache.get(key)
+        if cached and hit is not None and now - hit[1] <= self.REGISTRY_CHECK_SECONDS:
+            return hit[0]
+        if training_set is not None:
+            record = self.get_training_set(training_set)
+            if record.get("feature_service") != service.name:
+                raise RetrievalError(
+                    f"training set {training_set!r} was built with {record.get('feature_service')!r}, not the "
+                    f"feature service {service.name!r}: its imputation values do not apply"
+                )
+        else:
+            saved = [d for d in self.registry.datasets(self.project) if d.get("feature_service") == service.name]
+            record = saved[-1] if saved else {}
+        fitted: dict[str, Any] = record.get("imputation", {})
+        self._fitted_cache[key] = (fitted, now)
+        return fitted
+
+    def save_training_set(
+        self,
+        name: str,
+        entity_df: Any,
+        features: FeatureService | str,
+        *,
+        timestamp_column: str = "event_timestamp",
+        full_feature_names: bool = False,
+        overwrite: bool = False,
+    ) -> pl.DataFrame:
+        """Build a training set for a feature service, learn its imputation values from it, save
+        both in the registry under ``name``, and return the set with missing values filled.
+
+        Serving fills missing values of the same service with exactly these values
+        (``get_online_features`` uses the latest saved set unless ``training_set=`` names one).
+        """
+        from featurestore.definitions.base import check_name
+        from featurestore.imputation import fill_frame, fit, targets
+
+        check_name(name, kind="training set", location=Location("<save_training_set>"))
+        service = self._service_of(features)
+        if service is None:
+            raise RetrievalError("save_training_set needs a feature service (its name or the object)")
+        frame = self.get_historical_features(
+            entity_df, service, full_feature_names=full_feature_names, timestamp_column=timestamp_column,
+        )
+        requests = self.resolve_features(service, full_feature_names=full_feature_names)
+        found = targets(service, requests)
+        fitted = fit(frame, found)
+        views = {v.name: v for v in self.list_feature_views()}
+        self.registry.save_dataset(self.project, name, {
+            "name": name, "feature_service": service.name, "full_feature_names": full_feature_names,
+            "timestamp_column": timestamp_column, "rows": frame.height, "columns": frame.columns,
+            "imputation": fitted,
+            "view_fingerprints": {r.view.name: views[r.view.name].data_fingerprint for r in requests},
+        }, overwrite=overwrite)
+        self._fitted_cache.clear()
+        return fill_frame(frame, found, fitted)
+
+    def get_training_set(self, name: str) -> dict[str, Any]:
+        """What the registry holds of a saved training set: service, rows, imputation values."""
+        record = self.registry.dataset(self.project, name)
+        if record is None:
+            known = [d["name"] for d in self.registry.datasets(self.project)]
+            raise UnknownObjectError(f"unknown training set {name!r}; saved: {known or 'none'}")
+        return record
+
+    def list_training_sets(self) -> list[dict[str, Any]]:
+        return self.registry.datasets(self.project)
 
     def _resolve_cached(self, features: Features, full_feature_names: bool) -> FeatureRequests:
         """``resolve_features`` without a registry read per call: serving calls this per request."""
@@ -390,6 +483,7 @@ class FeatureStore:
         full_feature_names: bool = False,
         timestamp_column: str = "event_timestamp",
         join_strategy: str = "auto",
+        training_set: str | None = None,
     ) -> pl.DataFrame:
         """A point-in-time-correct training set: ``entity_df`` with the features appended.
 
@@ -398,6 +492,8 @@ class FeatureStore:
         ``features`` is a list of ``"view:feature"`` refs, a ``FeatureService`` or its name.
         Feature columns are named ``feature``, or ``view__feature`` with ``full_feature_names``.
         ``join_strategy`` (``auto``, ``asof`` or ``range``) only changes speed, never the answer.
+        ``training_set`` fills missing values with that saved training set's imputation values
+        (a feature service's features only; ``save_training_set`` learns them).
         """
         import polars as pl
 
@@ -428,7 +524,15 @@ class FeatureStore:
             con.close()
         result = pl.from_arrow(table)
         assert isinstance(result, pl.DataFrame)
-        return add_to_frame(result, requests.on_demand, requests.hidden)
+        result = add_to_frame(result, requests.on_demand, requests.hidden)
+        if training_set is not None:
+            from featurestore.imputation import fill_frame, targets
+
+            service = self._service_of(features)
+            if service is None:
+                raise RetrievalError("training_set= fills a feature service's features: pass the service")
+            result = fill_frame(result, targets(service, requests), self._fitted(service, training_set))
+        return result
 
     def resolve_features(self, features: Features, *, full_feature_names: bool = False) -> FeatureRequests:
         """Turn refs or a feature service into per-view requests, with clear errors."""

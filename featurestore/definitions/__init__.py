@@ -8,6 +8,7 @@ from featurestore.definitions.base import Definition, Location
 from featurestore.definitions.entity import Entity
 from featurestore.definitions.feature_service import FeatureService
 from featurestore.definitions.feature_view import FeatureView, FeatureViewProjection, Field
+from featurestore.definitions.imputation import Impute
 from featurestore.definitions.on_demand import OnDemandFeatureView, RequestSource, on_demand_feature_view
 from featurestore.definitions.sources import FileSource
 from featurestore.definitions.transformation import Aggregation
@@ -36,6 +37,7 @@ __all__ = [
     "FeatureViewProjection",
     "Field",
     "FileSource",
+    "Impute",
     "Location",
     "OnDemandFeatureView",
     "RequestSource",

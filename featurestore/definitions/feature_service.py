@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import KW_ONLY, dataclass, field
+from types import MappingProxyType
 from typing import Any, ClassVar
 
 from featurestore.definitions.base import (
@@ -16,6 +17,7 @@ from featurestore.definitions.base import (
     freeze_tags,
 )
 from featurestore.definitions.feature_view import FeatureView, FeatureViewProjection
+from featurestore.definitions.imputation import Impute
 from featurestore.definitions.on_demand import OnDemandFeatureView
 
 
@@ -35,6 +37,7 @@ class FeatureService(Definition):
     name: str
     _: KW_ONLY
     features: Sequence[FeatureView | FeatureViewProjection] = ()
+    imputation: Mapping[str, Impute] = field(default_factory=dict)
     description: str = ""
     owner: str = ""
     tags: Mapping[str, str] = field(default_factory=dict)
@@ -63,6 +66,20 @@ class FeatureService(Definition):
         if len(set(views)) != len(views):
             raise self.error(f"a feature view is listed twice: {views}", field="features")
         object.__setattr__(self, "features", tuple(projections))
+        if not isinstance(self.imputation, Mapping):
+            raise self.error("imputation must be a dict of 'view:feature' to Impute...", field="imputation")
+        for ref, how in self.imputation.items():
+            if not isinstance(ref, str) or ref.count(":") != 1:
+                raise self.error(f"imputation key {ref!r} must be a feature ref 'view:feature'", field="imputation")
+            if not isinstance(how, Impute):
+                raise self.error(
+                    f"imputation of {ref!r} must be Impute.mean(), .median(), .mode() or .constant(v), got {how!r}",
+                    field="imputation",
+                )
+            if ref.split(":")[0] not in views:
+                raise self.error(f"imputation of {ref!r}: the service has no view {ref.split(':')[0]!r}",
+                                 field="imputation")
+        object.__setattr__(self, "imputation", MappingProxyType(dict(sorted(self.imputation.items()))))
         check_text(self.description, field="description", location=loc, obj=obj)
         check_text(self.owner, field="owner", location=loc, obj=obj)
         object.__setattr__(self, "tags", freeze_tags(self.tags, location=loc, obj=obj))
@@ -75,6 +92,7 @@ class FeatureService(Definition):
         return {
             "name": self.name,
             "features": [p.to_spec() for p in self.projections],
+            **({"imputation": {r: i.to_spec() for r, i in self.imputation.items()}} if self.imputation else {}),
             "description": self.description,
             "owner": self.owner,
             "tags": dict(self.tags),
@@ -85,6 +103,7 @@ class FeatureService(Definition):
         return cls(
             spec["name"],
             features=[FeatureViewProjection.from_spec(p) for p in spec["features"]],
+            imputation={r: Impute.from_spec(i) for r, i in spec.get("imputation", {}).items()},
             description=spec.get("description", ""),
             owner=spec.get("owner", ""),
             tags=spec.get("tags", {}),

@@ -90,7 +90,9 @@ class FeatureView(Definition):
     sources as tables; a single source is the table ``source``) or ``transform`` (a Polars
     function from LazyFrame to LazyFrame, or to a list of expressions added as columns).
     ``aggregations`` turn the rows into windowed aggregates (then ``schema`` declares the
-    aggregated columns and the features are the aggregations).
+    aggregated columns and the features are the aggregations). ``forward_fill`` names features
+    whose null values take the entity's previous non-null value when that one is at most ``ttl``
+    older than the row (any age without a ttl), the same offline and online.
 
     Example::
 
@@ -119,6 +121,7 @@ class FeatureView(Definition):
     sql: str | None = None
     transform: Callable[..., Any] | UserFunction | None = None
     aggregations: Sequence[Aggregation] = ()
+    forward_fill: Sequence[str] = ()
     timestamp_field: str | None = None
     created_timestamp_column: str | None = None
     # Set by the repo loader: storage fingerprints of the views this view reads, so a change
@@ -167,6 +170,16 @@ class FeatureView(Definition):
                     field="schema",
                 )
         self._check_aggregations(loc)
+        fill = as_tuple(self.forward_fill, field="forward_fill", location=loc, obj=obj)
+        unknown = [f for f in fill if f not in self.feature_names]
+        if unknown or len(set(fill)) != len(fill):
+            raise self.error(
+                f"forward_fill lists {list(fill)}: each must be a feature of the view, once; features: "
+                f"{list(self.feature_names)}", field="forward_fill",
+            )
+        if fill and self.aggregations:
+            raise self.error("forward_fill is for views of values, not aggregations", field="forward_fill")
+        object.__setattr__(self, "forward_fill", fill)
 
         if self.ttl is not None:
             if not isinstance(self.ttl, timedelta):
@@ -393,6 +406,8 @@ class FeatureView(Definition):
             spec["transformation"] = {"type": "polars", "name": self.transform.name, "source": self.transform.source}
         if self.aggregations:
             spec["aggregations"] = [a.to_spec() for a in self.aggregations]
+        if self.forward_fill:
+            spec["forward_fill"] = list(self.forward_fill)
         for key in ("timestamp_field", "created_timestamp_column"):
             if getattr(self, key) is not None:
                 spec[key] = getattr(self, key)
@@ -430,7 +445,7 @@ class FeatureView(Definition):
         """What decides the rows stored for this view; a change here is destructive."""
         spec = self.data_spec()
         keys = ("entities", "source", "sources", "schema", "transformation", "aggregations",
-                "timestamp_field", "created_timestamp_column", "upstream_fingerprints")
+                "timestamp_field", "created_timestamp_column", "upstream_fingerprints", "forward_fill")
         return {k: spec[k] for k in keys if k in spec}
 
     @classmethod
@@ -453,6 +468,7 @@ class FeatureView(Definition):
             transform=UserFunction(transformation["name"], transformation["source"])
             if transformation.get("type") == "polars" else None,
             aggregations=[Aggregation.from_spec(a, loc) for a in spec.get("aggregations", [])],
+            forward_fill=spec.get("forward_fill", ()),
             timestamp_field=spec.get("timestamp_field"),
             created_timestamp_column=spec.get("created_timestamp_column"),
             upstream_fingerprints=spec.get("upstream_fingerprints", {}),

@@ -31,6 +31,7 @@ class FieldStatus(StrEnum):
     PRESENT = "PRESENT"
     NOT_FOUND = "NOT_FOUND"
     OUTSIDE_MAX_AGE = "OUTSIDE_MAX_AGE"
+    IMPUTED = "IMPUTED"  # missing, then filled by the feature service's imputation
 
 
 @dataclass

@@ -274,6 +274,33 @@ class Registry:
         with self.read() as con:
             return [_run(r) for r in con.execute(sql, args).fetchall()]
 
+    def dataset(self, project: str, name: str) -> dict[str, Any] | None:
+        """A saved training set's record (its spec, with ``created_at``), or None."""
+        with self.read() as con:
+            row = con.execute("SELECT * FROM datasets WHERE project = ? AND name = ?", (project, name)).fetchone()
+        return None if row is None else {**json.loads(row["spec"]), "created_at": row["created_at"]}
+
+    def datasets(self, project: str) -> list[dict[str, Any]]:
+        """Saved training sets, oldest first."""
+        with self.read() as con:
+            rows = con.execute(
+                "SELECT * FROM datasets WHERE project = ? ORDER BY created_at, name", (project,)
+            ).fetchall()
+        return [{**json.loads(r["spec"]), "created_at": r["created_at"]} for r in rows]
+
+    def save_dataset(self, project: str, name: str, spec: dict[str, Any], *, overwrite: bool = False) -> None:
+        """Record a saved training set; an existing name is kept unless ``overwrite``."""
+        with self.transaction() as tx:
+            exists = tx.con.execute(
+                "SELECT 1 FROM datasets WHERE project = ? AND name = ?", (project, name)
+            ).fetchone()
+            if exists and not overwrite:
+                raise RegistryError(
+                    f"a training set named {name!r} is already saved; pick another name or pass overwrite=True"
+                )
+            tx.con.execute("INSERT OR REPLACE INTO datasets VALUES (?, ?, ?, ?)",
+                           (project, name, utcnow(), json.dumps(spec, sort_keys=True, default=str)))
+
     def lineage(self, project: str) -> list[LineageEdge]:
         """The project's lineage edges as last stored, sorted (empty if never stored)."""
         with self.read() as con:

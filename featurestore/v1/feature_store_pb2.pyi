@@ -13,6 +13,7 @@ class FieldStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     FIELD_STATUS_PRESENT: _ClassVar[FieldStatus]
     FIELD_STATUS_NOT_FOUND: _ClassVar[FieldStatus]
     FIELD_STATUS_OUTSIDE_MAX_AGE: _ClassVar[FieldStatus]
+    FIELD_STATUS_IMPUTED: _ClassVar[FieldStatus]
 
 class PushTarget(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -24,6 +25,7 @@ FIELD_STATUS_UNSPECIFIED: FieldStatus
 FIELD_STATUS_PRESENT: FieldStatus
 FIELD_STATUS_NOT_FOUND: FieldStatus
 FIELD_STATUS_OUTSIDE_MAX_AGE: FieldStatus
+FIELD_STATUS_IMPUTED: FieldStatus
 PUSH_TARGET_UNSPECIFIED: PushTarget
 PUSH_TARGET_ONLINE: PushTarget
 PUSH_TARGET_OFFLINE: PushTarget

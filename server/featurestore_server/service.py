@@ -21,6 +21,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2
 
 from featurestore.errors import FeatureStoreError, PushError, RetrievalError, UnknownObjectError
+from featurestore.imputation import fill_response, targets
 from featurestore.on_demand import add_to_response
 from featurestore.online.redis import AsyncRedisReader
 from featurestore.online.retrieval import OnlineRead
@@ -160,7 +161,11 @@ class FeatureStoreServicer(pb_grpc.FeatureStoreServiceServicer):
         self, request: pb.GetOnlineFeaturesRequest, context: grpc.aio.ServicerContext
     ) -> pb.GetOnlineFeaturesResponse:
         async def work() -> pb.GetOnlineFeaturesResponse:
-            requests = self.registry.snapshot.resolve(_features(request), request.full_feature_names)
+            features = _features(request)
+            snapshot = self.registry.snapshot
+            requests = snapshot.resolve(features, request.full_feature_names)
+            service = snapshot.service(features) if isinstance(features, str) else None
+            imputed = service is not None and bool(service.imputation)
             if request.request_data and not requests.on_demand:
                 names = sorted(request.request_data)
                 raise RetrievalError(f"request_data {names} given, but no requested feature is an on-demand feature")
@@ -171,9 +176,13 @@ class FeatureStoreServicer(pb_grpc.FeatureStoreServiceServicer):
             entities.update({name: from_column(column) for name, column in request.request_data.items()})
             plan = OnlineRead(self.store.project, requests, entities)
             raw = await self.reader.read(plan.key_groups)
-            if not requests.on_demand:
+            if not requests.on_demand and not imputed:
                 return messages.online_views_to_pb(plan.decode_views(raw), dict(request.entities))
             response = add_to_response(plan.decode(raw), requests.on_demand, requests.hidden)
+            if imputed:
+                assert service is not None
+                fitted = self.store._fitted(service, None, cached=True)  # registry read at most once a second
+                response = fill_response(response, targets(service, requests), fitted)
             return messages.online_response_to_pb(response, dict(request.entities))
 
         return await self._call("GetOnlineFeatures", context, work)
