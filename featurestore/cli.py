@@ -350,22 +350,38 @@ def runs(ctx: click.Context, repo: str | None, view: str | None) -> None:
 @click.option("--full-feature-names", is_flag=True, help="Name columns view__feature.")
 @click.option("--output", "-o", type=click.Path(dir_okay=False), default=None,
               help="Write Parquet (.parquet) or CSV (.csv) here; default: print the first rows.")
+@click.option("--save", "save_as", default=None,
+              help="With --service: save the set under this name and learn the service's imputation values.")
+@click.option("--overwrite", is_flag=True, help="With --save: replace a saved set of the same name.")
 @click.pass_context
 def training_set(
     ctx: click.Context, repo: str | None, entity_file: str, features: tuple[str, ...], service: str | None,
-    timestamp_column: str, full_feature_names: bool, output: str | None,
+    timestamp_column: str, full_feature_names: bool, output: str | None, save_as: str | None, overwrite: bool,
 ) -> None:
     """Build a point-in-time-correct training set from an entity file (Parquet or CSV)."""
     import polars as pl
 
     if bool(features) == bool(service):
         raise click.UsageError("pass either --features (one or more) or --service")
+    if save_as and not service:
+        raise click.UsageError("--save needs --service: a saved training set belongs to a feature service")
     entity = _read_rows(entity_file)
     store = _store(ctx, repo)
-    result = store.get_historical_features(
-        entity, service or list(features), full_feature_names=full_feature_names,
-        timestamp_column=timestamp_column,
-    )
+    if save_as:
+        assert service is not None
+        result = store.save_training_set(
+            save_as, entity, service, timestamp_column=timestamp_column, full_feature_names=full_feature_names,
+            overwrite=overwrite,
+        )
+        fitted = store.get_training_set(save_as)["imputation"]
+        click.echo(f"Saved training set {save_as!r} ({result.height} rows) for feature service {service!r}.")
+        for ref, info in fitted.items():
+            click.echo(f"  impute {ref}: {info['strategy']} = {info['value']!r} ({info['missing']} missing)")
+    else:
+        result = store.get_historical_features(
+            entity, service or list(features), full_feature_names=full_feature_names,
+            timestamp_column=timestamp_column,
+        )
     if output:
         if output.endswith(".csv"):
             result.write_csv(output)

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from sqlglot.lineage import Node
 
     from featurestore.compile import Compiler
-    from featurestore.definitions import FeatureView
+    from featurestore.definitions import FeatureView, OnDemandFeatureView
     from featurestore.definitions.transformation import SqlTransformation
 
 FEATURE, COLUMN, SOURCE = "feature", "column", "source"
@@ -115,6 +115,20 @@ def compute_lineage(views: Mapping[str, FeatureView], repo_path: Path) -> list[L
     finally:
         con.close()
     edges = [LineageEdge(n, u, "; ".join(d for d in details if d)) for (n, u), details in found.items()]
+    return sorted(edges, key=edge_order)
+
+
+def on_demand_edges(views: Mapping[str, OnDemandFeatureView]) -> list[LineageEdge]:
+    """Each on-demand feature depends on every input feature of its view (a Python function is
+    not traced column by column); request values are not stored columns and have no edge."""
+    edges = []
+    for odfv in views.values():
+        for feature in odfv.feature_names:
+            node = LineageNode(FEATURE, odfv.name, feature)
+            for proj in odfv.view_inputs:
+                for column in proj.features or ():
+                    edges.append(LineageEdge(node, LineageNode(FEATURE, proj.view_name, column),
+                                             f"on-demand {getattr(odfv.function, 'name', '')}()"))
     return sorted(edges, key=edge_order)
 
 

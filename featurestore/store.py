@@ -109,10 +109,10 @@ class FeatureStore:
         The plan is recomputed inside the registry's write lock, so two concurrent applies are
         serialised and each sees the other's result.
         """
-        from featurestore.lineage import compute_lineage
+        from featurestore.lineage import compute_lineage, on_demand_edges
 
         contents = contents if contents is not None else self.load()
-        edges = compute_lineage(contents.feature_views, self.repo_path)
+        edges = compute_lineage(contents.feature_views, self.repo_path) + on_demand_edges(contents.on_demand_views)
         with self.registry.transaction() as tx:
             plan = make_plan(self.project, tx.list_objects(self.project), contents)
             apply_plan(tx, plan, allow_destructive=allow_destructive)
