@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 from datetime import datetime, timedelta
 from pathlib import Path
-
 from typing import Any
 
 import polars as pl
