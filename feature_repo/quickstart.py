@@ -47,10 +47,30 @@ def main() -> None:
         }))
         online = store.get_online_features("fraud_model_v1", [{"user_id": 1}, {"user_id": 2}])
         print("\nOnline feature vectors from the feature service (value, status):")
-        values = online.to_dict()
-        for name in ("age", "country", "txn_avg_amount_7d", "sessions_1d", "last_device"):
-            cells = [f"{values[name][i]!s:>6} {online.statuses[name][i].value:<15}" for i in range(len(online))]
-            print(f"  {name:<18} user 1: {cells[0]}  user 2: {cells[1]}")
+        _print_vectors(online, ("age", "country", "txn_avg_amount_7d", "sessions_1d", "last_device"))
+
+        # fraud_model_v2 adds derived features (derived.py): 30-day aggregates, a SQL view, an
+        # on-demand ratio to the payment amount sent with the request, and imputation learned from
+        # a saved training set and reused unchanged online.
+        saved = store.save_training_set(
+            "fraud_v2_train", entity_rows.with_columns(amount=pl.lit(120.0)), "fraud_model_v2", overwrite=True,
+        )
+        learned = store.get_training_set("fraud_v2_train")["imputation"]
+        print(f"\nSaved training set 'fraud_v2_train' ({saved.height} rows); imputation learned from it:")
+        for ref, info in learned.items():
+            print(f"  {ref:<36} {info['strategy']:<8} {info['value']!r}")
+        online = store.get_online_features("fraud_model_v2", [{"user_id": 1, "amount": 120.0},
+                                                             {"user_id": 99_999, "amount": 40.0}])
+        print("Online vectors of fraud_model_v2 (user 99999 is unknown: imputed):")
+        _print_vectors(online, ("credit_score", "country", "txn_amount_1d_sum_30d", "amount_vs_avg_7d"))
+
+
+def _print_vectors(online: object, names: tuple[str, ...]) -> None:
+    values = online.to_dict()  # type: ignore[attr-defined]
+    statuses = online.statuses  # type: ignore[attr-defined]
+    for name in names:
+        cells = [f"{values[name][i]!s:>8.8} {statuses[name][i].value:<15}" for i in range(len(values[name]))]
+        print(f"  {name:<22} user {values['user_id'][0]}: {cells[0]}  user {values['user_id'][1]}: {cells[1]}")
 
 
 if __name__ == "__main__":

@@ -9,4 +9,5 @@ bash scripts/setup.sh
 .venv/bin/featurestore --repo feature_repo apply
 .venv/bin/featurestore --repo feature_repo materialize --offline 2026-01-01 2026-04-01
 .venv/bin/featurestore --repo feature_repo materialize 2026-01-01 2026-04-01
+.venv/bin/featurestore --repo feature_repo lineage user_credit_usage:spend_per_credit_point
 .venv/bin/python feature_repo/quickstart.py

@@ -27,8 +27,9 @@ def test_example_repo_end_to_end(tmp_path: Path) -> None:
 
     store = FeatureStore(repo)
     plan = store.apply()
-    assert plan.counts() == {"create": 5, "update": 0, "delete": 0, "unchanged": 0}
-    views = store.list_feature_views()
+    # 1 entity, 3 base views (19 features) and 2 derived ones, an on-demand view, 2 services.
+    assert plan.counts() == {"create": 9, "update": 0, "delete": 0, "unchanged": 0}
+    views = [v for v in store.list_feature_views() if v.file_source is not None]
     assert sum(len(v.feature_names) for v in views) == 19
 
     entity_df = pl.read_parquet(paths["entity_rows"])
