@@ -82,6 +82,7 @@ def apply(ctx: click.Context, repo: str | None, allow_destructive: bool) -> None
 _KINDS = {
     "entities": "entity", "views": "feature_view", "feature-views": "feature_view",
     "services": "feature_service", "feature-services": "feature_service",
+    "on-demand-views": "on_demand_feature_view",
 }
 
 
@@ -90,7 +91,7 @@ _KINDS = {
 @click.argument("kind", required=False, type=click.Choice(sorted(_KINDS)))
 @click.pass_context
 def ls(ctx: click.Context, repo: str | None, kind: str | None) -> None:
-    """List applied objects (all kinds, or one of entities, views, services)."""
+    """List applied objects (all kinds, or one of entities, views, on-demand-views, services)."""
     store = _store(ctx, repo)
     objects = store.registry.list_objects(store.project, _KINDS[kind] if kind else None)
     if not objects:
@@ -100,6 +101,13 @@ def ls(ctx: click.Context, repo: str | None, kind: str | None) -> None:
     for o in objects:
         if o.kind == "feature_view":
             detail = f"{len(o.spec['schema'])} fields, entities {[e['name'] for e in o.spec['entities']]}"
+            if o.spec.get("aggregations"):
+                detail += f", {len(o.spec['aggregations'])} aggregations"
+            if o.spec.get("transformation"):
+                detail += f", {o.spec['transformation']['type']} transformation"
+        elif o.kind == "on_demand_feature_view":
+            inputs = [s["view"] for s in o.spec["sources"] if s["type"] == "view"]
+            detail = f"{len(o.spec['schema'])} features from {inputs}, {o.spec['mode']} mode"
         elif o.kind == "entity":
             detail = f"join keys {o.spec['join_keys']}"
         else:
@@ -111,7 +119,8 @@ def ls(ctx: click.Context, repo: str | None, kind: str | None) -> None:
 @cli.command()
 @_repo_option
 @click.argument("name")
-@click.option("--kind", type=click.Choice(["entity", "feature_view", "feature_service"]), default=None)
+@click.option("--kind", type=click.Choice(["entity", "feature_view", "on_demand_feature_view", "feature_service"]),
+              default=None)
 @click.pass_context
 def describe(ctx: click.Context, repo: str | None, name: str, kind: str | None) -> None:
     """Show an applied object: spec, version, fingerprints, history and runs."""

@@ -171,7 +171,7 @@ class FeatureStore:
 
     def describe(self, name: str, kind: str | None = None) -> dict[str, Any]:
         """Everything the registry knows of one object: spec, version, fingerprints, history."""
-        kinds = [kind] if kind else ["feature_view", "feature_service", "entity"]
+        kinds = [kind] if kind else ["feature_view", "on_demand_feature_view", "feature_service", "entity"]
         for k in kinds:
             obj = self.registry.get_object(self.project, k, name)
             if obj is not None:

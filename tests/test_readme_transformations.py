@@ -69,3 +69,26 @@ def test_readme_example_applies_and_serves(repo: Path) -> None:
         }
         assert str(store.lineage("big_txn:is_big").render()).splitlines()[-1].strip().endswith(
             "data/txns.parquet : amount   (SQL: t.amount / 100)")
+
+
+def test_cli_lists_describes_and_traces_the_example(repo: Path) -> None:
+    from click.testing import CliRunner
+
+    from featurestore.cli import cli
+
+    def run(*args: str) -> str:
+        result = CliRunner().invoke(cli, ["--repo", str(repo), *args], obj={})
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    run("apply")
+    lines = {" ".join(line.split()[:-5]): " ".join(line.split()) for line in run("ls").splitlines()}
+    assert any(v.endswith("spend v1 1 fields, entities ['user'], 3 aggregations") for v in lines.values())
+    assert any(v.endswith("amount_ratio v1 1 features from ['spend'], polars mode") for v in lines.values())
+    assert any(v.endswith("txn_enriched v1 2 fields, entities ['user'], sql transformation") for v in lines.values())
+    assert run("ls", "on-demand-views").count("\n") == 2  # header and one view
+    assert '"kind": "on_demand_feature_view"' in run("describe", "amount_ratio")
+    assert run("lineage", "--source", "data/users.parquet").split() == ["txn_enriched:country"]
+    assert run("lineage", "--source", "data/txns.parquet", "--column", "amount").split() == [
+        "amount_ratio:amount_ratio", "big_txn:is_big", "in_cents:amount_cents", "spend:amount_count_1d",
+        "spend:amount_mean_30d", "spend:amount_sum_7d", "txn_enriched:amount_eur"]
