@@ -34,6 +34,7 @@ from featurestore.plan import Plan, apply_plan, make_plan
 from featurestore.registry import Registry, Run
 from featurestore.repo import RepoContents, load_repo
 from featurestore.resolve import FeatureRequests, Features, resolve_features
+from featurestore.training_sets import TrainingSets
 
 if TYPE_CHECKING:
     import duckdb
@@ -63,7 +64,7 @@ class FeatureStore:
         self._resolved: dict[tuple[Any, bool], FeatureRequests] = {}
         self._resolved_apply: int | None = None
         self._resolved_checked = 0.0
-        self._fitted_cache: dict[tuple[str, str | None], tuple[dict[str, Any], float]] = {}
+        self.training_sets = TrainingSets(self.registry, self.project)
 
     REGISTRY_CHECK_SECONDS = 1.0
 
@@ -345,7 +346,7 @@ class FeatureStore:
             from featurestore.imputation import fill_response, targets
 
             found = targets(service, requests)
-            response = fill_response(response, found, self._fitted(service, training_set, cached=True))
+            response = fill_response(response, found, self.training_sets.imputation(service, training_set, cached=True))
         return response
 
     def _service_of(self, features: Features) -> FeatureService | None:
@@ -354,30 +355,6 @@ class FeatureStore:
         if isinstance(features, str) and ":" not in features:
             return self.get_feature_service(features)
         return None
-
-    def _fitted(self, service: FeatureService, training_set: str | None, *, cached: bool = False) -> dict[str, Any]:
-        """The imputation values of ``training_set`` (default: the service's latest saved one;
-        none saved: only constants fill). ``cached``: re-read the registry at most every second."""
-        import time
-
-        key = (service.name, training_set)
-        now = time.monotonic()
-        hit = self._fitted_cache.get(key)
-        if cached and hit is not None and now - hit[1] <= self.REGISTRY_CHECK_SECONDS:
-            return hit[0]
-        if training_set is not None:
-            record = self.get_training_set(training_set)
-            if record.get("feature_service") != service.name:
-                raise RetrievalError(
-                    f"training set {training_set!r} was built with {record.get('feature_service')!r}, not the "
-                    f"feature service {service.name!r}: its imputation values do not apply"
-                )
-        else:
-            saved = [d for d in self.registry.datasets(self.project) if d.get("feature_service") == service.name]
-            record = saved[-1] if saved else {}
-        fitted: dict[str, Any] = record.get("imputation", {})
-        self._fitted_cache[key] = (fitted, now)
-        return fitted
 
     def save_training_set(
         self,
@@ -396,7 +373,6 @@ class FeatureStore:
         (``get_online_features`` uses the latest saved set unless ``training_set=`` names one).
         """
         from featurestore.definitions.base import check_name
-        from featurestore.imputation import fill_frame, fit, targets
 
         check_name(name, kind="training set", location=Location("<save_training_set>"))
         service = self._service_of(features)
@@ -406,28 +382,18 @@ class FeatureStore:
             entity_df, service, full_feature_names=full_feature_names, timestamp_column=timestamp_column,
         )
         requests = self.resolve_features(service, full_feature_names=full_feature_names)
-        found = targets(service, requests)
-        fitted = fit(frame, found)
         views = {v.name: v for v in self.list_feature_views()}
-        self.registry.save_dataset(self.project, name, {
-            "name": name, "feature_service": service.name, "full_feature_names": full_feature_names,
-            "timestamp_column": timestamp_column, "rows": frame.height, "columns": frame.columns,
-            "imputation": fitted,
-            "view_fingerprints": {r.view.name: views[r.view.name].data_fingerprint for r in requests},
-        }, overwrite=overwrite)
-        self._fitted_cache.clear()
-        return fill_frame(frame, found, fitted)
+        return self.training_sets.save(
+            name, service, frame, requests, views, timestamp_column=timestamp_column,
+            full_feature_names=full_feature_names, overwrite=overwrite,
+        )
 
     def get_training_set(self, name: str) -> dict[str, Any]:
         """What the registry holds of a saved training set: service, rows, imputation values."""
-        record = self.registry.dataset(self.project, name)
-        if record is None:
-            known = [d["name"] for d in self.registry.datasets(self.project)]
-            raise UnknownObjectError(f"unknown training set {name!r}; saved: {known or 'none'}")
-        return record
+        return self.training_sets.get(name)
 
     def list_training_sets(self) -> list[dict[str, Any]]:
-        return self.registry.datasets(self.project)
+        return self.training_sets.list()
 
     def _resolve_cached(self, features: Features, full_feature_names: bool) -> FeatureRequests:
         """``resolve_features`` without a registry read per call: serving calls this per request."""
@@ -531,7 +497,8 @@ class FeatureStore:
             service = self._service_of(features)
             if service is None:
                 raise RetrievalError("training_set= fills a feature service's features: pass the service")
-            result = fill_frame(result, targets(service, requests), self._fitted(service, training_set))
+            fitted = self.training_sets.imputation(service, training_set)
+            result = fill_frame(result, targets(service, requests), fitted)
         return result
 
     def resolve_features(self, features: Features, *, full_feature_names: bool = False) -> FeatureRequests:

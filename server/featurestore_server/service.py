@@ -181,7 +181,7 @@ class FeatureStoreServicer(pb_grpc.FeatureStoreServiceServicer):
             response = add_to_response(plan.decode(raw), requests.on_demand, requests.hidden)
             if imputed:
                 assert service is not None
-                fitted = self.store._fitted(service, None, cached=True)  # registry read at most once a second
+                fitted = self.store.training_sets.imputation(service, None, cached=True)  # registry read <= 1/s
                 response = fill_response(response, targets(service, requests), fitted)
             return messages.online_response_to_pb(response, dict(request.entities))
 
