@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -48,6 +48,7 @@ if TYPE_CHECKING:
 
 __all__ = ["FeatureStore", "Features", "resolve_features", "to_arrow_table"]
 PUSH_TARGETS = ("online", "offline", "online_and_offline")
+EARLIEST = datetime(1, 1, 2, tzinfo=UTC)  # the start of a window with no start
 
 
 class FeatureStore:
@@ -315,11 +316,17 @@ class FeatureStore:
         if not jobs:
             return []
         online = self.online_store
+        offline = self._offline()
         con = self._duckdb()
         try:
+            # A transformed view's rows are computed once, into an offline snapshot of the window,
+            # and the online values are then read from it: both stores hold the same rows.
+            for view, start, _ in jobs:
+                if view.file_source is None:
+                    offline.materialize(con, view, start or EARLIEST, end)
             # Rows leave in any order: the selection streams without keeping insertion order.
             con.execute("SET preserve_insertion_order = false")
-            return materialize_views(con, self._offline(), online, jobs, progress=progress)
+            return materialize_views(con, offline, online, jobs, progress=progress)
         finally:
             con.close()
 

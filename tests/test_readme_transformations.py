@@ -61,6 +61,9 @@ def test_readme_example_applies_and_serves(repo: Path) -> None:
              "amount_sum_7d": 500.0, "amount_count_1d": 0, "amount_mean_30d": 500.0, "amount_ratio": 0.01},
         ]
         store.materialize(T0, end)
+        # Transformed views got their offline snapshot of the window too; plain views did not.
+        snapshots = {r.view for r in store.offline_runs() if r.kind == "offline" and r.status == "committed"}
+        assert snapshots == {"txn_enriched", "big_txn", "in_cents"}
         online = store.get_online_features(
             "model", [{"user_id": 1, "amount": 150.0}, {"user_id": 2, "amount": 5.0}]).to_dict()
         assert online == {
