@@ -4,6 +4,7 @@ an on-demand feature computed at request time, and a feature service that impute
 
 from datetime import timedelta
 
+import polars as pl  # functions may use pl (and math, datetime) without importing them; this is for readers and linters
 from entities import user
 from features import user_profile, user_transactions
 
