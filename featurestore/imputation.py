@@ -9,10 +9,10 @@ what training saw. An online value filled this way has the status ``IMPUTED``.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from featurestore.definitions import FeatureService, Impute
-from featurestore.definitions.imputation import NUMERIC_ONLY
 from featurestore.errors import RetrievalError
 from featurestore.resolve import FeatureRequests
 
@@ -44,16 +44,15 @@ def targets(service: FeatureService, requests: FeatureRequests) -> list[Target]:
         if ref not in columns:
             raise RetrievalError(f"feature service {service.name!r} imputes {ref!r}, which it does not serve")
         column, dtype = columns[ref]
-        if how.strategy in NUMERIC_ONLY and dtype.name not in ("Int32", "Int64", "Float32", "Float64"):
-            raise RetrievalError(f"feature service {service.name!r}: {how.strategy} imputation of {ref!r} needs a "
-                                 f"numeric feature, it is {dtype!r}; use Impute.mode() or Impute.constant(...)")
+        problem = how.problem(ref, dtype)
+        if problem is not None:
+            raise RetrievalError(f"feature service {service.name!r}: {problem}")
         found.append(Target(ref, column, how, dtype))
     return found
 
 
 def fit(frame: pl.DataFrame, found: list[Target]) -> dict[str, dict[str, Any]]:
     """The value each target is filled with, learned from ``frame`` (a training set)."""
-    import polars as pl
 
     fitted: dict[str, dict[str, Any]] = {}
     for t in found:
@@ -70,8 +69,8 @@ def fit(frame: pl.DataFrame, found: list[Target]) -> dict[str, dict[str, Any]]:
         else:  # mode: the most frequent; the smallest among equally frequent ones
             counts = column.value_counts(name="__n").sort(["__n", t.column], descending=[True, False])
             value = counts.get_column(t.column)[0]
-        if isinstance(value, pl.Series):  # pragma: no cover - polars returns scalars here
-            value = value.item()
+        if isinstance(value, datetime):  # stored as JSON: ISO text, read back by _value
+            value = value.isoformat()
         fitted[t.ref] = {"strategy": t.impute.strategy, "value": value, "rows": frame.height,
                          "missing": int(frame.get_column(t.column).null_count())}
     return fitted
@@ -110,7 +109,10 @@ def _value(t: Target, fitted: dict[str, dict[str, Any]]) -> Any:
     if t.impute.strategy == "constant":
         return t.impute.value
     stored = fitted.get(t.ref)
-    return None if stored is None else stored["value"]
+    value = None if stored is None else stored["value"]
+    if isinstance(value, str) and t.dtype.name == "UnixTimestamp":
+        value = datetime.fromisoformat(value)
+    return value
 
 
 def _as_dtype(value: Any, dtype: Any) -> Any:

@@ -35,6 +35,13 @@ def compute(req: OnDemandRequest, frame: pl.DataFrame) -> pl.DataFrame:
     try:
         if view.mode == "python":
             rows = [function(row) for row in inputs.iter_rows(named=True)]
+            for i, r in enumerate(rows):
+                if not isinstance(r, dict) or not set(view.feature_names) <= set(r):
+                    got = sorted(r) if isinstance(r, dict) else type(r).__name__
+                    raise RetrievalError(
+                        f"on-demand view {view.name!r} returned {got} for row {i}; it must return a dict with the "
+                        f"keys {list(view.feature_names)}"
+                    )
             schema = {f.name: polars_type(f.dtype) for f in view.schema}
             result = pl.DataFrame([{k: r.get(k) for k in schema} for r in rows], schema=schema, strict=False) \
                 if rows else pl.DataFrame(schema=schema)

@@ -20,7 +20,7 @@ from featurestore.repo import RepoContents
 KIND_ORDER = ("entity", "feature_view", "on_demand_feature_view", "feature_service")
 _DESTRUCTIVE_KEYS = {"feature_view": (
     "entities", "source", "sources", "schema", "transformation", "aggregations", "timestamp_field",
-    "created_timestamp_column", "upstream_fingerprints", "forward_fill",
+    "created_timestamp_column", "upstream_fingerprints", "forward_fill", "ttl_seconds",
 )}
 
 

@@ -19,7 +19,6 @@ from typing import Any
 from featurestore.definitions import Definition, Entity, FeatureService, FeatureView, OnDemandFeatureView
 from featurestore.errors import DefinitionError, FeatureStoreError, RepoError, SourceError
 
-_NUMERIC = ("Int32", "Int64", "Float32", "Float64")
 _DEFINITION_TYPES = (Entity, FeatureView, FeatureService, OnDemandFeatureView)
 # Folders never imported: virtualenvs, caches, tests and the repo's own data.
 _SKIP_DIRS = {"__pycache__", "venv", "env", "site-packages", "node_modules", "tests", "test", "data"}
@@ -225,11 +224,8 @@ def build_contents(
                         f"{service.location}: feature service {name!r} imputes {ref!r}, which it does not "
                         f"serve; it serves {[f'{view_name}:{f}' for f in served]}"
                     )
-                elif how.strategy in ("mean", "median") and served[feat].name not in _NUMERIC:
-                    problems.append(
-                        f"{service.location}: feature service {name!r}: {how.strategy} imputation of {ref!r} "
-                        f"needs a numeric feature, it is {served[feat]!r}; use Impute.mode() or Impute.constant(...)"
-                    )
+                elif (problem := how.problem(ref, served[feat])) is not None:
+                    problems.append(f"{service.location}: feature service {name!r}: {problem}")
     if problems:
         raise RepoError(problems)
     return contents

@@ -11,12 +11,10 @@ a Redis to kill) start their own server.
 from __future__ import annotations
 
 import os
-import queue
 import re
 import shutil
 import signal
 import subprocess
-import sys
 import threading
 import time
 import urllib.request
@@ -41,10 +39,9 @@ from featurestore.store import to_arrow_table
 from featurestore.v1 import feature_store_pb2 as pb
 from featurestore.v1 import feature_store_pb2_grpc as pb_grpc
 from tests.conftest import BASIC_DEFS, events, online_config, write_repo
+from tests.server_process import TOKEN_ENV, ServerProcess
 
-FEATURESTORE = Path(sys.executable).parent / "featurestore"
 SERVICE = "featurestore.v1.FeatureStoreService"
-TOKEN_ENV = "FEATURESTORE_SERVER_TOKEN"
 # The raw stub must accept the server's 65,536-row batches (the default is 4 MB).
 CHANNEL_OPTIONS = [("grpc.max_receive_message_length", 256 * 1024 * 1024)]
 NOW = datetime.now(UTC).replace(microsecond=0)
@@ -63,58 +60,7 @@ def unique_project(kind: str) -> str:
 # -- running servers ------------------------------------------------------------------------------
 
 
-class Server:
-    """One ``featurestore serve`` subprocess; ready once it printed ``Serving ... on HOST:PORT``."""
-
-    def __init__(self, repo: Path, args: list[str], env: dict[str, str], log_path: Path) -> None:
-        self.log_path = log_path
-        self._log = open(log_path, "w")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen(
-            [str(FEATURESTORE), "serve", "--repo", str(repo), "--port", "0", *args],
-            stdout=subprocess.PIPE, stderr=self._log, text=True, env=env,
-        )
-        lines: queue.Queue[str | None] = queue.Queue()
-
-        def pump() -> None:
-            assert self.proc.stdout is not None
-            for line in self.proc.stdout:
-                lines.put(line)
-            lines.put(None)
-
-        self._pump = threading.Thread(target=pump, daemon=True)
-        self._pump.start()
-        try:
-            first = lines.get(timeout=30)
-        except queue.Empty:
-            first = None
-        match = re.fullmatch(r"Serving (.+) on ([0-9.]+):(\d+)", (first or "").strip())
-        if match is None:
-            self.stop()
-            raise AssertionError(f"the server did not start: stdout {first!r}; stderr:\n{self.log()}")
-        assert match[1] == str(repo)
-        self.host, self.port = match[2], int(match[3])
-        assert self.port > 0
-
-    @property
-    def target(self) -> str:
-        return f"{self.host}:{self.port}"
-
-    def log(self) -> str:
-        self._log.flush()
-        return self.log_path.read_text()
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self._pump.join(5)
-        if self.proc.stdout is not None:
-            self.proc.stdout.close()
-        self._log.close()
+Server = ServerProcess
 
 
 class Servers:
@@ -125,10 +71,7 @@ class Servers:
         self.started: list[Server] = []
 
     def start(self, repo: Path, *args: str, env: dict[str, str] | None = None) -> Server:
-        environ = {k: v for k, v in os.environ.items() if k != TOKEN_ENV} | (env or {})
-        # Defaults first: a later repeat of an option wins.
-        argv = ["--registry-refresh", "0.2", "--drain-seconds", "1", *args]
-        server = Server(repo, argv, environ, self.tmp / f"server{len(self.started)}.log")
+        server = Server(repo, self.tmp / f"server{len(self.started)}.log", *args, env=env)
         self.started.append(server)
         return server
 
@@ -1334,7 +1277,6 @@ def test_a_burst_while_redis_pauses_is_served(private_valkey: PlainValkey, serve
 @pytest.mark.slow
 def test_workers_share_the_port_and_stop_with_the_parent(example: Deployment, servers: Servers) -> None:
     """``--workers 2``: a second process serves on the same port; SIGTERM to the parent stops both."""
-    import re
 
     server = servers.start(example.repo, "--workers", "2")
     deadline = time.monotonic() + 20

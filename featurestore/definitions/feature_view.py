@@ -92,7 +92,8 @@ class FeatureView(Definition):
     ``aggregations`` turn the rows into windowed aggregates (then ``schema`` declares the
     aggregated columns and the features are the aggregations). ``forward_fill`` names features
     whose null values take the entity's previous non-null value when that one is at most ``ttl``
-    older than the row (any age without a ttl), the same offline and online.
+    older than the row (any age without a ttl), the same offline and online. Pushed rows are
+    stored as given.
 
     Example::
 
@@ -446,7 +447,10 @@ class FeatureView(Definition):
         spec = self.data_spec()
         keys = ("entities", "source", "sources", "schema", "transformation", "aggregations",
                 "timestamp_field", "created_timestamp_column", "upstream_fingerprints", "forward_fill")
-        return {k: spec[k] for k in keys if k in spec}
+        stored = {k: spec[k] for k in keys if k in spec}
+        if self.forward_fill:  # the ttl bounds which values fill, so it decides the stored rows
+            stored["ttl_seconds"] = spec["ttl_seconds"]
+        return stored
 
     @classmethod
     def from_spec(cls, spec: dict[str, Any], location: Location | None = None) -> FeatureView:

@@ -20,6 +20,7 @@ from featurestore.errors import DefinitionError
 
 STRATEGIES = ("constant", "mean", "median", "mode")
 NUMERIC_ONLY = ("mean", "median")
+NUMERIC_TYPES = ("Int32", "Int64", "Float32", "Float64")
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,20 @@ class Impute:
     def mode(cls) -> Impute:
         """The most frequent value (the smallest of equally frequent ones, so it is deterministic)."""
         return cls("mode")
+
+    def problem(self, ref: str, dtype: Any) -> str | None:
+        """Why this strategy cannot fill the feature ``ref`` of type ``dtype`` (None: it can)."""
+        name = getattr(dtype, "name", repr(dtype))
+        if self.strategy in NUMERIC_ONLY and name not in NUMERIC_TYPES:
+            return (f"{self.strategy} imputation of {ref!r} needs a numeric feature, it is {dtype!r}; use "
+                    "Impute.mode() or Impute.constant(...)")
+        if self.strategy == "constant":
+            number = isinstance(self.value, int | float) and not isinstance(self.value, bool)
+            fits = {"Bool": isinstance(self.value, bool), "String": isinstance(self.value, str)}.get(
+                name, name in NUMERIC_TYPES and number)
+            if not fits:
+                return f"imputation of {ref!r}: the constant {self.value!r} does not fit a {dtype!r} feature"
+        return None
 
     def to_spec(self) -> dict[str, Any]:
         return {"strategy": self.strategy, "value": self.value}

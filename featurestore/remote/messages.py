@@ -79,7 +79,8 @@ def online_response_from_pb(message: pb.GetOnlineFeaturesResponse) -> OnlineResp
         if converted is None:
             converted = seen[raw] = (
                 [_STATUS_FROM_PB[s] for s in raw[0]],
-                [None if s == pb.FIELD_STATUS_NOT_FOUND else micros_to_datetime(t) for s, t in zip(*raw, strict=True)],
+                # 0 stands for "no event time" (nothing found, or an imputed value without one).
+                [None if t == 0 else micros_to_datetime(t) for t in raw[1]],
             )
         statuses[feature.name], stamps[feature.name] = converted
         dtypes[feature.name] = _dtype(feature.dtype)
