@@ -205,6 +205,21 @@ def _binary_bytes(arr: Any) -> int:
     return int(offsets[arr.offset + len(arr)] - offsets[arr.offset])
 
 
+def write_phases(v: dict[str, Any], since: float) -> dict[str, Any]:
+    """A view's materialization split into select (since ``since``), fetch, encode and send."""
+    write_s = v["write_end"] - v["write_start"]
+    return {
+        # From ``since`` (the previous view's end, or the call) to the first write: registry and DuckDB.
+        "select_s": v["write_start"] - since,
+        "write_s": write_s,
+        "fetch_s": v["fetch_s"],
+        "encode_s": v["produce_s"] - v["fetch_s"],
+        "send_s": write_s - v["produce_s"],
+        "key_bytes": v["key_bytes"],
+        "value_bytes": v["value_bytes"],
+    }
+
+
 def _materialize(repo: Path) -> dict[str, Any]:
     from featurestore import FeatureStore
 
@@ -218,19 +233,11 @@ def _materialize(repo: Path) -> dict[str, Any]:
     previous_end = began
     for run in runs:
         v = views[run.view]
-        write_s = v["write_end"] - v["write_start"]
         per_view[run.view] = {
             "rows": run.rows,
             "written": run.written,
             "seconds": run.seconds,
-            # From the end of the previous view (or the call) to the first write: registry and DuckDB.
-            "select_s": v["write_start"] - previous_end,
-            "write_s": write_s,
-            "fetch_s": v["fetch_s"],
-            "encode_s": v["produce_s"] - v["fetch_s"],
-            "send_s": write_s - v["produce_s"],
-            "key_bytes": v["key_bytes"],
-            "value_bytes": v["value_bytes"],
+            **write_phases(v, previous_end),
             "batches": v["batches"],
         }
         previous_end = v["write_end"]

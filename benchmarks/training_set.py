@@ -434,6 +434,13 @@ def add_ratios(results: dict[str, dict[str, Any]], entity_rows: int) -> None:
             )
 
 
+def machine_line(m: dict[str, Any]) -> str:
+    """The machine and library versions a report's figures come from."""
+    return (f"machine: {m['cpu_count']} CPUs ({m['cpu_model']}), {m['mem_total_gb']} GB, Python {m['python']}, "
+            f"duckdb {m['duckdb']}, polars {m['polars']}, pyarrow {m['pyarrow']}, commit {m['git_commit']} "
+            f"(featurestore/ sha256 {m['featurestore_source_sha256']})")
+
+
 def format_table(report: dict[str, Any]) -> str:
     scale = report["scale"]
     m = report["machine"]
@@ -442,9 +449,7 @@ def format_table(report: dict[str, Any]) -> str:
         f"training-set benchmark, scale {scale['name']}: {scale['users']:,} users x {scale['rows_per_user']} "
         f"rows/user, {scale['entity_rows']:,} entity rows, {report['features']} features, "
         f"repeat {report['repeat']}",
-        f"machine: {m['cpu_count']} CPUs ({m['cpu_model']}), {m['mem_total_gb']} GB, Python {m['python']}, "
-        f"duckdb {m['duckdb']}, polars {m['polars']}, pyarrow {m['pyarrow']}, commit {m['git_commit']} "
-        f"(featurestore/ sha256 {m['featurestore_source_sha256']})",
+        machine_line(m),
         "",
     ]
     header = (f"{'operation':<26}{'median s':>10}{'min s':>9}{'max s':>9}{'cpu s':>8}{'peak MB':>10}{'+base MB':>10}"

@@ -227,7 +227,8 @@ def aggregates_query(
     from featurestore.offline.store import stored_columns
 
     keys = list(view.join_keys)
-    rows, _ = offline.view_rows(con, view, list(stored_columns(view)), tie=True)
+    needs_order = any(a.function == "last" for a in view.aggregations)  # the tie struct only serves `last`
+    rows, _ = offline.view_rows(con, view, list(stored_columns(view)), tie=needs_order)
     alias = "v"
     instant = ts_literal(end)
     event = exp.column(EVENT_TS, alias, quoted=True)

@@ -130,7 +130,9 @@ def _join_view(con: duckdb.DuckDBPyConnection, store: OfflineStore, req: ViewReq
 
         by_name = {a.name: a for a in req.view.aggregations}
         columns = sorted({by_name[f].column for f in req.features}, key=stored_columns(req.view).index)
-        rows, _ = store.view_rows(con, req.view, columns, tie=True)
+        # The tie struct (built for every event) only serves `last`.
+        needs_order = any(by_name[f].function == "last" for f in req.features)
+        rows, _ = store.view_rows(con, req.view, columns, tie=needs_order)
         query = aggregate_query(req, rows)
     else:
         rows, needs_tie = store.view_rows(con, req.view, req.features)
