@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from featurestore.definitions import (
     Aggregation,
     Entity,
+    Expect,
     FeatureService,
     FeatureView,
     FeatureViewProjection,
@@ -64,6 +65,7 @@ __all__ = [
     "Bytes",
     "Client",
     "Entity",
+    "Expect",
     "FeatureService",
     "FeatureStore",
     "FeatureStoreError",

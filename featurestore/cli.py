@@ -11,6 +11,7 @@ import json
 import sys
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
@@ -265,6 +266,67 @@ def lineage(ctx: click.Context, repo: str | None, feature: str | None, source: s
             click.echo(ref)
         return
     click.echo(store.lineage(feature).render())
+
+
+@cli.command("validate")
+@_repo_option
+@click.argument("view")
+@click.option("--start", default=None, help="First event time checked (default: the beginning).")
+@click.option("--end", default=None, help="End of the window, exclusive (default: now).")
+@click.pass_context
+def validate_command(ctx: click.Context, repo: str | None, view: str, start: str | None, end: str | None) -> None:
+    """Check a view's rows (and its sources') against their expectations, writing nothing."""
+    store = _store(ctx, repo)
+    results = store.validate(view, _timestamp(start, "--start") if start else None,
+                             _timestamp(end, "--end") if end else None)
+    for result in results:
+        click.echo(result.explain())
+    if not all(r.success for r in results):
+        sys.exit(1)
+
+
+@cli.command()
+@_repo_option
+@click.argument("view")
+@click.option("--start", default=None, help="First event time profiled (default: the beginning).")
+@click.option("--end", default=None, help="End of the window, exclusive (default: now).")
+@click.option("--output", "-o", type=click.Path(dir_okay=False), default=None,
+              help="Write the suggested expectations to this Python file instead of printing them.")
+@click.pass_context
+def profile(ctx: click.Context, repo: str | None, view: str, start: str | None, end: str | None,
+            output: str | None) -> None:
+    """Suggest expectations for a view from its data (ranges, null rates, value sets), as Python."""
+    store = _store(ctx, repo)
+    code = store.profile(view, _timestamp(start, "--start") if start else None,
+                         _timestamp(end, "--end") if end else None)
+    if output:
+        Path(output).write_text(code)
+        click.echo(f"Wrote suggested expectations to {output}; review them and pass them to the view.")
+    else:
+        click.echo(code, nl=False)
+
+
+@cli.command()
+@_repo_option
+@click.argument("view")
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(1), help="Rows to print.")
+@click.pass_context
+def quarantine(ctx: click.Context, repo: str | None, view: str, limit: int) -> None:
+    """Print the rows of a view set aside by the quarantine policy, with the expectations they failed."""
+    import polars as pl
+
+    from featurestore.validation import read_quarantine
+
+    store = _store(ctx, repo)
+    table = read_quarantine(store.quarantine_path, view)
+    if table is None:
+        click.echo(f"No quarantined rows for {view}.")
+        return
+    frame = pl.from_arrow(table)
+    assert isinstance(frame, pl.DataFrame)
+    click.echo(f"{frame.height} quarantined row(s) of {view} in {store.quarantine_path / view}:")
+    with pl.Config(tbl_cols=-1, tbl_width_chars=200, fmt_str_lengths=80):
+        click.echo(frame.tail(limit))
 
 
 @cli.command("get-online-features")

@@ -88,5 +88,14 @@ class OnlineStoreError(FeatureStoreError):
         self.transient = transient
 
 
+class ValidationError(FeatureStoreError):
+    """A batch failed its expectations and the policy is ``fail``: nothing of it was written.
+    ``result`` holds every expectation's outcome."""
+
+    def __init__(self, result: object, message: str) -> None:
+        self.result = result
+        super().__init__(message)
+
+
 class PushError(FeatureStoreError):
     """Pushed rows do not fit the feature view (missing columns, wrong types)."""

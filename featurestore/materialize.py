@@ -20,12 +20,12 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sqlglot import exp
 
 from featurestore.definitions import FeatureView
-from featurestore.errors import FeatureStoreError, MaterializationError
+from featurestore.errors import FeatureStoreError, MaterializationError, ValidationError
 from featurestore.offline.sources import CREATED_TS, EVENT_TS
 from featurestore.offline.store import TIE_KEY, OfflineStore, newest, ts_literal, unpack
 from featurestore.online.codec import KeyCodec, ValueCodec
@@ -130,6 +130,10 @@ class _ViewRun:
         try:
             self.table = f"__latest_{self.run_id.replace('-', '_')}"
             query = latest_rows_query(cursor, self.offline, self.view, self.start_n, self.end_n)
+            checker = self.offline.checker
+            if checker is not None:  # the sources' rows of the window, before anything is written
+                checker.check_sources(cursor, self.offline.compiler, self.view, self.start, self.end,
+                                      run_id=self.run_id, stage="online materialization")
             cursor.sql(query.sql("duckdb")).create(self.table)
             self.rows = int(cursor.table(self.table).count("*").fetchall()[0][0])
         except BaseException as exc:
@@ -140,8 +144,16 @@ class _ViewRun:
         reader = None
         try:
             on_batch = progress(self.view.name, self.rows) if progress is not None else None
-            reader = self.cursor.table(self.table).to_arrow_reader(BATCH_ROWS)
-            batches = encode_batches(self.offline.project, self.view, reader)
+            checker = self.offline.checker
+            source: Any
+            if checker is not None and self.view.expectations and not self.view.aggregations:
+                # Validated as a whole before the first write; aggregates are checked as events.
+                rows = checker.check_rows(self.view, self.cursor.table(self.table).to_arrow_table(), run_id=self.run_id,
+                                          window_end=self.end, stage="online materialization")
+                source = iter(rows.to_batches(BATCH_ROWS))
+            else:
+                source = reader = self.cursor.table(self.table).to_arrow_reader(BATCH_ROWS)
+            batches = encode_batches(self.offline.project, self.view, source)
             written = online.write(batches, view_ttl_seconds(self.view), on_batch)
         except BaseException as exc:
             raise self._fail(exc) from exc
@@ -170,7 +182,7 @@ class _ViewRun:
             )
             self.finished = True
         self._release()
-        if not isinstance(exc, Exception) or isinstance(exc, MaterializationError):
+        if not isinstance(exc, Exception) or isinstance(exc, MaterializationError | ValidationError):
             return exc
         error = MaterializationError(f"materialize {self.view.name} online, run {self.run_id}, failed: {exc}")
         error.transient = isinstance(exc, FeatureStoreError) and exc.transient

@@ -8,7 +8,7 @@ created time win in push order.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from featurestore.definitions import FeatureView
@@ -26,6 +26,9 @@ if TYPE_CHECKING:
 def push_rows(store: FeatureStore, view: FeatureView, table: pa.Table, to: str) -> int:
     """Validate ``table`` against ``view`` and write it to the stores ``to`` names."""
     rows = normalize(view, table)
+    checker = store.checker
+    if checker is not None:  # validated before anything is written, to either store
+        rows = checker.check_rows(view, rows, run_id=None, window_end=datetime.now(UTC), stage=f"push to {to}")
     if to in ("online", "online_and_offline"):
         if not view.online:
             raise PushError(f"feature view {view.name!r} has online=False: push with to='offline'")

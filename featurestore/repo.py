@@ -290,7 +290,7 @@ def _check_views(contents: RepoContents, repo_path: Path) -> list[str]:
             except duckdb.Error as exc:
                 problems.append(f"{where}: the transformation does not run on its sources: {str(exc).strip()}")
                 continue
-            problems.extend(_check_columns(view, schema, where))
+            problems.extend(_check_columns(view, schema, where, repo_path))
     finally:
         con.close()
     return problems
@@ -338,7 +338,7 @@ def _position(message: str) -> str:
     return f"line {found.group(1)}, column {found.group(2)} of the query" if found else "in the query"
 
 
-def _check_columns(view: FeatureView, schema: Any, where: str) -> list[str]:
+def _check_columns(view: FeatureView, schema: Any, where: str, repo_path: Path) -> list[str]:
     """Schema, join keys and timestamps must exist in the view's rows with compatible types."""
     import pyarrow.types as pat
 
@@ -377,4 +377,26 @@ def _check_columns(view: FeatureView, schema: Any, where: str) -> list[str]:
                 f"{'the source column' if plain else what} has type "
                 f"{columns[f.name]}; change the declared type or convert the column"
             )
+    # Expectations read the rows as written: keys, value columns and the timestamp columns.
+    from featurestore.offline.store import stored_columns
+
+    written = [*view.join_keys, *stored_columns(view), view.timestamp_column,
+               *([view.created_column] if view.created_column else [])]
+    for exp in view.expectations:
+        if exp.column is not None and exp.column not in written:
+            problems.append(f"{where}: expectation {exp.describe()} is about column {exp.column!r}, which the view "
+                            f"does not write; its columns: {written}")
+    for alias, source in view.inputs.items():
+        if isinstance(source, str) or not source.expectations:
+            continue
+        try:
+            from featurestore.offline.sources import source_schema
+
+            source_columns = source_schema(source, repo_path).names
+        except SourceError:
+            continue
+        for exp in source.expectations:
+            if exp.column is not None and exp.column not in source_columns:
+                problems.append(f"{where}: source {source.path!r} ({alias}) expects {exp.describe()} of column "
+                                f"{exp.column!r}, which it does not have; its columns: {source_columns}")
     return problems

@@ -45,6 +45,7 @@ if TYPE_CHECKING:
     from featurestore.offline.store import OfflineStore, RunResult
     from featurestore.online.base import OnlineStore
     from featurestore.online.retrieval import OnlineResponse
+    from featurestore.validation import Checker, ValidationResult
 
 __all__ = ["FeatureStore", "Features", "resolve_features", "to_arrow_table"]
 PUSH_TARGETS = ("online", "offline", "online_and_offline")
@@ -202,7 +203,21 @@ class FeatureStore:
     def _offline(self) -> OfflineStore:
         from featurestore.offline.store import OfflineStore
 
-        return OfflineStore(self.config.offline_store_path, self.project, self.registry, self.repo_path)
+        store = OfflineStore(self.config.offline_store_path, self.project, self.registry, self.repo_path)
+        store.checker = self.checker
+        return store
+
+    @property
+    def checker(self) -> Checker:
+        """Validates batches before they are written (materialization, push) and records outcomes."""
+        from featurestore.validation import Checker
+
+        return Checker(self.registry, self.project, self.quarantine_path, alert=None)
+
+    @property
+    def quarantine_path(self) -> Path:
+        """Where rows set aside by the ``quarantine`` policy are kept, one folder per view."""
+        return self.config.offline_store_path / self.project / "_quarantine"
 
     def _duckdb(self) -> duckdb.DuckDBPyConnection:
         import duckdb
@@ -251,6 +266,61 @@ class FeatureStore:
         if feature is None:
             raise RetrievalError("pass a feature ref 'view:feature' or source=PATH")
         return chain(edges, feature)
+
+    def _window_rows(self, view: FeatureView, start: Any, end: Any) -> tuple[pa.Table, datetime, datetime]:
+        """The rows a snapshot of ``[start, end)`` would write (default: everything up to now)."""
+        from featurestore.timeutil import to_naive_utc, to_utc
+
+        start_utc = EARLIEST if start is None else to_utc(start)
+        end_utc = datetime.now(UTC) if end is None else to_utc(end)
+        con = self._duckdb()
+        try:
+            offline = self._offline()
+            query = offline.snapshot_query(con, view, to_naive_utc(start_utc), to_naive_utc(end_utc))
+            return con.sql(query.sql("duckdb")).to_arrow_table(), start_utc, end_utc
+        finally:
+            con.close()
+
+    def validate(self, view_name: str, start: Any = None, end: Any = None) -> list[ValidationResult]:
+        """Check a view's sources and rows in ``[start, end)`` against their expectations, writing
+        nothing and recording nothing: the results, sources first."""
+        from featurestore.validation import validate
+
+        view = self.get_feature_view(view_name)
+        rows, start_utc, end_utc = self._window_rows(view, start, end)
+        results = []
+        con = self._duckdb()
+        try:
+            checker = self.checker
+            for alias, source in view.inputs.items():
+                if isinstance(source, str) or not source.expectations:
+                    continue
+                results.append(checker.source_result(con, self._offline().compiler, view, alias, source,
+                                                     start_utc, end_utc))
+        finally:
+            con.close()
+        if view.expectations:
+            from featurestore.validation import visible_rows
+
+            results.append(validate(visible_rows(view, rows), view.expectations, subject=f"feature view '{view.name}'",
+                                    policy=view.on_failure, timestamp_column=view.timestamp_column,
+                                    window_end=end_utc))
+        if not results:
+            raise RetrievalError(f"feature view {view_name!r} declares no expectations (nor do its sources); "
+                                 f"'featurestore profile {view_name}' suggests some")
+        return results
+
+    def profile(self, view_name: str, start: Any = None, end: Any = None) -> str:
+        """Expectations suggested by a view's rows in ``[start, end)``, as Python to review and commit."""
+        from featurestore.validation import expectations_code, suggest_expectations
+
+        view = self.get_feature_view(view_name)
+        rows, start_utc, end_utc = self._window_rows(view, start, end)
+        if rows.num_rows == 0:
+            raise RetrievalError(f"feature view {view_name!r} has no rows between {start_utc} and {end_utc}")
+        since = "" if start is None else f" from {start_utc:%Y-%m-%d %H:%M}"
+        note = f"From {rows.num_rows:,} rows with event time{since} before {end_utc:%Y-%m-%d %H:%M} UTC."
+        return expectations_code(view, suggest_expectations(view, rows), note)
 
     def offline_runs(self, view: str | None = None) -> list[Run]:
         return self.registry.runs(self.project, view)

@@ -6,6 +6,7 @@ from typing import Any
 
 from featurestore.definitions.base import Definition, Location
 from featurestore.definitions.entity import Entity
+from featurestore.definitions.expectations import Expect, Expectation
 from featurestore.definitions.feature_service import FeatureService
 from featurestore.definitions.feature_view import FeatureView, FeatureViewProjection, Field
 from featurestore.definitions.imputation import Impute
@@ -32,6 +33,8 @@ __all__ = [
     "Aggregation",
     "Definition",
     "Entity",
+    "Expect",
+    "Expectation",
     "FeatureService",
     "FeatureView",
     "FeatureViewProjection",

@@ -19,6 +19,7 @@ from featurestore.definitions.base import (
     freeze_tags,
 )
 from featurestore.definitions.entity import Entity
+from featurestore.definitions.expectations import POLICIES, Expectation, check_expectations
 from featurestore.definitions.sources import FileSource, source_from_spec
 from featurestore.definitions.transformation import Aggregation, SqlTransformation, UserFunction
 from featurestore.errors import DefinitionError
@@ -123,6 +124,8 @@ class FeatureView(Definition):
     transform: Callable[..., Any] | UserFunction | None = None
     aggregations: Sequence[Aggregation] = ()
     forward_fill: Sequence[str] = ()
+    expectations: Sequence[Expectation] = ()
+    on_failure: str = "fail"
     timestamp_field: str | None = None
     created_timestamp_column: str | None = None
     # Set by the repo loader: storage fingerprints of the views this view reads, so a change
@@ -181,6 +184,10 @@ class FeatureView(Definition):
         if fill and self.aggregations:
             raise self.error("forward_fill is for views of values, not aggregations", field="forward_fill")
         object.__setattr__(self, "forward_fill", fill)
+        object.__setattr__(self, "expectations", check_expectations(self.expectations, owner=obj, location=loc))
+        if self.on_failure not in POLICIES:
+            raise self.error(f"on_failure must be one of {', '.join(POLICIES)}, got {self.on_failure!r}",
+                             field="on_failure")
 
         if self.ttl is not None:
             if not isinstance(self.ttl, timedelta):
@@ -409,6 +416,9 @@ class FeatureView(Definition):
             spec["aggregations"] = [a.to_spec() for a in self.aggregations]
         if self.forward_fill:
             spec["forward_fill"] = list(self.forward_fill)
+        if self.expectations:
+            spec["expectations"] = [e.to_spec() for e in self.expectations]
+            spec["on_failure"] = self.on_failure
         for key in ("timestamp_field", "created_timestamp_column"):
             if getattr(self, key) is not None:
                 spec[key] = getattr(self, key)
@@ -448,6 +458,10 @@ class FeatureView(Definition):
         keys = ("entities", "source", "sources", "schema", "transformation", "aggregations",
                 "timestamp_field", "created_timestamp_column", "upstream_fingerprints", "forward_fill")
         stored = {k: spec[k] for k in keys if k in spec}
+        # What a source expects of its rows decides what is written next, not what is stored.
+        for name in ("source", "sources"):
+            if name in stored:
+                stored[name] = _without_expectations(stored[name])
         if self.forward_fill:  # the ttl bounds which values fill, so it decides the stored rows
             stored["ttl_seconds"] = spec["ttl_seconds"]
         return stored
@@ -473,6 +487,8 @@ class FeatureView(Definition):
             if transformation.get("type") == "polars" else None,
             aggregations=[Aggregation.from_spec(a, loc) for a in spec.get("aggregations", [])],
             forward_fill=spec.get("forward_fill", ()),
+            expectations=[Expectation.from_spec(e) for e in spec.get("expectations", [])],
+            on_failure=spec.get("on_failure", "fail"),
             timestamp_field=spec.get("timestamp_field"),
             created_timestamp_column=spec.get("created_timestamp_column"),
             upstream_fingerprints=spec.get("upstream_fingerprints", {}),
@@ -489,6 +505,14 @@ def _input_spec(src: FileSource | str) -> dict[str, Any]:
 
 def _input_from_spec(spec: dict[str, Any], location: Location) -> FileSource | str:
     return spec["name"] if spec.get("type") == "feature_view" else source_from_spec(spec, location)
+
+
+def _without_expectations(spec: dict[str, Any]) -> dict[str, Any]:
+    if "expectations" in spec:
+        return {k: v for k, v in spec.items() if k not in ("expectations", "on_failure")}
+    if spec and all(isinstance(v, dict) for v in spec.values()) and "type" not in spec:  # sources by name
+        return {alias: _without_expectations(s) for alias, s in spec.items()}
+    return spec
 
 
 def _data_only(spec: dict[str, Any]) -> dict[str, Any]:

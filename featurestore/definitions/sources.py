@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import KW_ONLY, dataclass, field
 from typing import Any, ClassVar
 
@@ -14,6 +14,7 @@ from featurestore.definitions.base import (
     check_text,
     freeze_tags,
 )
+from featurestore.definitions.expectations import Expectation, check_expectations
 from featurestore.errors import DefinitionError
 
 FILE_FORMATS = ("parquet", "csv")
@@ -48,6 +49,7 @@ class FileSource(Definition):
     timestamp_field: str = "event_timestamp"
     created_timestamp_column: str | None = None
     file_format: str | None = None
+    expectations: Sequence[Expectation] = ()
     name: str = ""
     description: str = ""
     owner: str = ""
@@ -83,6 +85,7 @@ class FileSource(Definition):
                 file=loc.file, line=loc.line, obj=obj, field="file_format",
             )
         object.__setattr__(self, "file_format", fmt)
+        object.__setattr__(self, "expectations", check_expectations(self.expectations, owner=obj, location=loc))
         check_text(self.description, field="description", location=loc, obj=obj)
         check_text(self.owner, field="owner", location=loc, obj=obj)
         object.__setattr__(self, "tags", freeze_tags(self.tags, location=loc, obj=obj))
@@ -98,6 +101,7 @@ class FileSource(Definition):
             "timestamp_field": self.timestamp_field,
             "created_timestamp_column": self.created_timestamp_column,
             "file_format": self.format,
+            **({"expectations": [e.to_spec() for e in self.expectations]} if self.expectations else {}),
             "name": self.name,
             "description": self.description,
             "owner": self.owner,
@@ -111,6 +115,7 @@ class FileSource(Definition):
             timestamp_field=spec["timestamp_field"],
             created_timestamp_column=spec.get("created_timestamp_column"),
             file_format=spec.get("file_format"),
+            expectations=[Expectation.from_spec(e) for e in spec.get("expectations", [])],
             name=spec.get("name", ""),
             description=spec.get("description", ""),
             owner=spec.get("owner", ""),

@@ -105,6 +105,11 @@ CREATE TABLE IF NOT EXISTS statistics (
     project TEXT NOT NULL, subject TEXT NOT NULL, run_id TEXT, created_at TEXT NOT NULL,
     stats TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS validations (
+    project TEXT NOT NULL, subject TEXT NOT NULL, run_id TEXT, created_at TEXT NOT NULL,
+    success INTEGER NOT NULL, result TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS validations_by_subject ON validations (project, subject, created_at);
 CREATE TABLE IF NOT EXISTS datasets (
     project TEXT NOT NULL, name TEXT NOT NULL, created_at TEXT NOT NULL, spec TEXT NOT NULL,
     PRIMARY KEY (project, name)
@@ -300,6 +305,27 @@ class Registry:
                 )
             tx.con.execute("INSERT OR REPLACE INTO datasets VALUES (?, ?, ?, ?)",
                            (project, name, utcnow(), json.dumps(spec, sort_keys=True, default=str)))
+
+    def record_validation(self, project: str, subject: str, run_id: str | None, result: dict[str, Any]) -> None:
+        """Keep a validation's outcome (``subject`` is the view's name)."""
+        with self.transaction() as tx:
+            tx.con.execute("INSERT INTO validations VALUES (?, ?, ?, ?, ?, ?)", (
+                project, subject, run_id, utcnow(), int(bool(result.get("success"))),
+                json.dumps(result, sort_keys=True, default=str)))
+
+    def validations(self, project: str, subject: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
+        """Recorded validations, newest first."""
+        sql = "SELECT * FROM validations WHERE project = ?"
+        args: list[Any] = [project]
+        if subject is not None:
+            sql += " AND subject = ?"
+            args.append(subject)
+        sql += " ORDER BY created_at DESC LIMIT ?"
+        args.append(limit)
+        with self.read() as con:
+            rows = con.execute(sql, args).fetchall()
+        return [{"subject": r["subject"], "run_id": r["run_id"], "created_at": r["created_at"],
+                 **json.loads(r["result"])} for r in rows]
 
     def lineage(self, project: str) -> list[LineageEdge]:
         """The project's lineage edges as last stored, sorted (empty if never stored)."""
