@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
+from urllib.parse import urlsplit
 
 from featurestore.errors import ConfigError
 
@@ -30,7 +33,50 @@ KEYS = {
     ),
     "online_store.cluster": "true when online_store.url points at a Redis Cluster. Default: false",
     "online_store.path": "Data folder of the embedded online server. Default: data/online",
+    "alerts.log": "true: alerts are written to the 'featurestore.alerts' Python logger. Default: true",
+    "alerts.webhook.url": (
+        "http:// or https:// URL that receives each alert as a JSON POST (a secret: use ${VAR}; "
+        "'alerts.webhook: URL' is a shorthand). Default: none, no webhook"
+    ),
+    "alerts.webhook.headers": "Extra HTTP headers, a mapping (secrets: use ${VAR}). Default: none",
+    "alerts.webhook.timeout_seconds": "Seconds to wait for the webhook per attempt. Default: 5",
+    "alerts.webhook.retries": "Retries after a connection error, a timeout, 429 or 5xx. Default: 2",
+    "alerts.airflow": "true: an error alert fails the running Airflow task, without retries. Default: false",
 }
+
+
+@dataclass(frozen=True)
+class WebhookConfig:
+    """Where alerts are POSTed. The URL and header values are secrets: ``repr`` shows neither."""
+
+    url: str = field(repr=False)
+    # Header name -> value, sent with every POST (for example Authorization). Read-only.
+    headers: Mapping[str, str] = field(default_factory=dict, repr=False, hash=False)
+    # Seconds to wait per attempt (connect and each read).
+    timeout_seconds: float = 5.0
+    # Further attempts after a connection error, a timeout, HTTP 429 or 5xx.
+    retries: int = 2
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "headers", MappingProxyType(dict(self.headers)))
+
+    def __repr__(self) -> str:
+        return (
+            f"WebhookConfig(url={redact_webhook_url(self.url)!r}, headers=[{', '.join(sorted(self.headers))}], "
+            f"timeout_seconds={self.timeout_seconds}, retries={self.retries})"
+        )
+
+
+@dataclass(frozen=True)
+class AlertsConfig:
+    """Which sinks receive alerts (``featurestore.alerts.alerter_from_config`` builds them)."""
+
+    # Write alerts to the "featurestore.alerts" logger.
+    log: bool = True
+    # POST alerts as JSON to a URL; None: no webhook.
+    webhook: WebhookConfig | None = None
+    # An error alert raises AlertRaised (an AirflowFailException inside a task): the task fails.
+    airflow: bool = False
 
 
 @dataclass(frozen=True)
@@ -44,6 +90,7 @@ class RepoConfig:
     online_store_url: str | None = field(default=None, repr=False)  # may hold a password
     online_store_cluster: bool = False
     online_store_path: Path | None = None
+    alerts: AlertsConfig = field(default_factory=AlertsConfig)
 
     @property
     def data_dir(self) -> Path:
@@ -115,6 +162,7 @@ def load_config(repo_path: str | os.PathLike[str] | None = None) -> RepoConfig:
         online_store_url=url,
         online_store_cluster=cluster,
         online_store_path=_path(root, online.get("path", "data/online"), file, "online_store.path"),
+        alerts=_alerts(raw, file),
     )
 
 
@@ -126,20 +174,119 @@ def redact_url(url: str) -> str:
     return re.sub(r"(//[^:/@]*:)[^@]*@", r"\1***@", url)
 
 
+def redact_webhook_url(url: str) -> str:
+    """Only the scheme and host of a webhook URL, for messages.
+
+    A webhook URL is a secret as a whole: Slack, Teams and Discord put the token in the path, others
+    in the query or the user info, so everything after the host becomes ``***``.
+    """
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        port = f":{parts.port}" if parts.port is not None else ""
+    except ValueError:  # an invalid port or IPv6 literal: show nothing of it
+        return "***"
+    if not parts.netloc:
+        return "***" if url else ""
+    user = "***@" if "@" in parts.netloc else ""
+    host = f"[{host}]" if ":" in host else host
+    rest = "/***" if (parts.path not in ("", "/") or parts.query or parts.fragment) else parts.path
+    return f"{parts.scheme}://{user}{host}{port}{rest}"
+
+
 def _section(raw: dict[str, Any], name: str, file: Path, shorthand: str = "path") -> dict[str, Any]:
     value = raw.get(name) or {}
     if isinstance(value, str):  # shorthand: "registry: some/path.db", "online_store: redis://..."
         value = {shorthand: value}
     if not isinstance(value, dict):
         raise ConfigError(f"{file}: '{name}' must be a mapping, got {type(value).__name__}")
-    allowed = {k.split(".", 1)[1] for k in KEYS if k.startswith(name + ".")}
+    _check_keys(value, name, file)
+    return value
+
+
+def _check_keys(value: dict[str, Any], name: str, file: Path) -> None:
+    """Every key of section ``name`` (dotted: "alerts.webhook") is in KEYS, or a ConfigError names it."""
+    prefix = name + "."
+    allowed = {k[len(prefix):].split(".")[0] for k in KEYS if k.startswith(prefix)}
     for key in value:
         if key not in allowed:
+            valid = sorted(k for k in KEYS if k.startswith(prefix))
+            raise ConfigError(f"{file}: unknown key '{name}.{key}'; valid keys are {', '.join(valid)}")
+
+
+_HEADER_NAME_RE = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")  # an HTTP token (RFC 9110)
+
+
+def _alerts(raw: dict[str, Any], file: Path) -> AlertsConfig:
+    alerts = _section(raw, "alerts", file)
+    flags = {}
+    for key, default in (("log", True), ("airflow", False)):
+        flag = alerts.get(key, default)
+        if not isinstance(flag, bool):
+            raise ConfigError(f"{file}: 'alerts.{key}' must be true or false, got {flag!r}")
+        flags[key] = flag
+    return AlertsConfig(log=flags["log"], webhook=_webhook(alerts.get("webhook"), file), airflow=flags["airflow"])
+
+
+def _webhook(value: object, file: Path) -> WebhookConfig | None:
+    if value is None:
+        return None
+    if isinstance(value, str):  # shorthand: "webhook: https://..."; an empty ${VAR} is an error, not "off"
+        value = {"url": value}
+    if not isinstance(value, dict):
+        raise ConfigError(f"{file}: 'alerts.webhook' must be a mapping or a URL, got {type(value).__name__}")
+    _check_keys(value, "alerts.webhook", file)
+
+    url = value.get("url")
+    if url is None:
+        raise ConfigError(f"{file}: 'alerts.webhook' needs 'url' (the http:// or https:// address to POST to)")
+    if not is_http_url(url):
+        shown = f"{redact_webhook_url(url)!r} (redacted)" if isinstance(url, str) else type(url).__name__
+        raise ConfigError(f"{file}: 'alerts.webhook.url' must be an http:// or https:// URL with a host, got {shown}")
+
+    headers = value.get("headers") or {}
+    if not isinstance(headers, dict):
+        raise ConfigError(
+            f"{file}: 'alerts.webhook.headers' must be a mapping of header names to values, "
+            f"got {type(headers).__name__}"
+        )
+    for name, header in headers.items():
+        if not isinstance(name, str) or not _HEADER_NAME_RE.fullmatch(name):
+            raise ConfigError(f"{file}: 'alerts.webhook.headers' has an invalid header name {name!r}")
+        # Values are secrets (tokens): messages name the header, never show its value.
+        if not isinstance(header, str):
             raise ConfigError(
-                f"{file}: unknown key '{name}.{key}'; valid keys are "
-                f"{', '.join(sorted(name + '.' + a for a in allowed))}"
+                f"{file}: 'alerts.webhook.headers.{name}' must be a string, got {type(header).__name__} "
+                "(quote it in the YAML)"
             )
-    return value
+        if "\r" in header or "\n" in header:
+            raise ConfigError(f"{file}: 'alerts.webhook.headers.{name}' must be one line (it holds a line break)")
+
+    timeout = value.get("timeout_seconds", 5.0)
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not 0 < timeout <= 300:
+        raise ConfigError(
+            f"{file}: 'alerts.webhook.timeout_seconds' must be a number of seconds above 0 and at most 300, "
+            f"got {timeout!r}"
+        )
+    retries = value.get("retries", 2)
+    if isinstance(retries, bool) or not isinstance(retries, int) or not 0 <= retries <= 10:
+        raise ConfigError(f"{file}: 'alerts.webhook.retries' must be a whole number from 0 to 10, got {retries!r}")
+    return WebhookConfig(url=url, headers=headers, timeout_seconds=float(timeout), retries=retries)
+
+
+def is_http_url(url: object) -> bool:
+    """True for an ``http://`` or ``https://`` URL with a host, a valid port and no spaces."""
+    if not isinstance(url, str) or _URL_BAD_CHAR_RE.search(url):
+        return False
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number or out of range
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.hostname)
+
+
+_URL_BAD_CHAR_RE = re.compile(r"[\x00-\x20\x7f]")  # what http.client refuses in a URL
 
 
 def _path(root: Path, value: object, file: Path, key: str) -> Path:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from featurestore.config import CONFIG_FILE, find_repo, load_config
+from featurestore.config import CONFIG_FILE, AlertsConfig, WebhookConfig, find_repo, load_config
 from featurestore.errors import ConfigError
 
 
@@ -146,6 +146,8 @@ class TestInvalid:
     def test_unknown_top_level_key(self, tmp_path: Path) -> None:
         msg = config_error(tmp_path, "project: p\nregistery: x.db\n")
         assert msg == (f"{tmp_path.resolve() / CONFIG_FILE}: unknown key 'registery'; valid keys are "
+                       "alerts.airflow, alerts.log, alerts.webhook.headers, alerts.webhook.retries, "
+                       "alerts.webhook.timeout_seconds, alerts.webhook.url, "
                        "offline_store.path, online_store.cluster, online_store.path, online_store.url, "
                        "project, registry.path")
 
@@ -251,3 +253,138 @@ class TestFindRepo:
         (tmp_path / CONFIG_FILE).mkdir()
         with pytest.raises(ConfigError, match="--repo PATH"):
             find_repo(tmp_path)
+
+
+class TestAlerts:
+    WEBHOOK = (
+        "project: p\n"
+        "alerts:\n"
+        "  webhook:\n"
+        "    url: ${FS_TEST_HOOK_URL}\n"
+        '    headers: {Authorization: "Bearer ${FS_TEST_HOOK_TOKEN}", X-Team: risk}\n'
+        "    timeout_seconds: 2.5\n"
+        "    retries: 0\n"
+        "  airflow: true\n"
+    )
+
+    def test_defaults(self, tmp_path: Path) -> None:
+        alerts = load_config(write_config(tmp_path, "project: p\n")).alerts
+        assert alerts == AlertsConfig(log=True, webhook=None, airflow=False)
+
+    def test_null_and_empty_sections_are_the_defaults(self, tmp_path: Path) -> None:
+        assert load_config(write_config(tmp_path, "project: p\nalerts:\n")).alerts == AlertsConfig()
+        assert load_config(write_config(tmp_path, "project: p\nalerts:\n  webhook:\n")).alerts == AlertsConfig()
+
+    def test_webhook_with_variables(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setenv("FS_TEST_HOOK_URL", "https://hooks.example.com/T000/B000/XyZsecret")
+        monkeypatch.setenv("FS_TEST_HOOK_TOKEN", "tok3n")
+        alerts = load_config(write_config(tmp_path, self.WEBHOOK)).alerts
+        assert alerts.log is True and alerts.airflow is True
+        assert alerts.webhook == WebhookConfig(
+            url="https://hooks.example.com/T000/B000/XyZsecret",
+            headers={"Authorization": "Bearer tok3n", "X-Team": "risk"},
+            timeout_seconds=2.5,
+            retries=0,
+        )
+
+    def test_webhook_defaults_and_shorthand(self, tmp_path: Path) -> None:
+        alerts = load_config(write_config(tmp_path, "project: p\nalerts:\n  log: false\n  webhook: http://hooks:8080/a\n")).alerts
+        assert alerts == AlertsConfig(log=False, webhook=WebhookConfig(url="http://hooks:8080/a"), airflow=False)
+        assert alerts.webhook is not None
+        assert (dict(alerts.webhook.headers), alerts.webhook.timeout_seconds, alerts.webhook.retries) == ({}, 5.0, 2)
+
+    def test_repr_hides_the_url_and_header_values(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setenv("FS_TEST_HOOK_URL", "https://user:pw1@hooks.example.com/T000/B000/XyZsecret?key=k3y")
+        monkeypatch.setenv("FS_TEST_HOOK_TOKEN", "tok3n")
+        cfg = load_config(write_config(tmp_path, self.WEBHOOK))
+        text = repr(cfg)
+        for secret in ("pw1", "XyZsecret", "k3y", "tok3n", "risk", "T000"):
+            assert secret not in text
+        assert repr(cfg.alerts.webhook) == (
+            "WebhookConfig(url='https://***@hooks.example.com/***', headers=[Authorization, X-Team], "
+            "timeout_seconds=2.5, retries=0)"
+        )
+
+    def test_headers_are_read_only(self, tmp_path: Path) -> None:
+        webhook = WebhookConfig(url="https://h/x", headers={"A": "1"})
+        with pytest.raises(TypeError):
+            webhook.headers["A"] = "2"  # type: ignore[index]
+        assert hash(AlertsConfig(webhook=webhook)) == hash(AlertsConfig(webhook=WebhookConfig(url="https://h/x")))
+
+    @pytest.mark.parametrize(
+        ("text", "key", "valid"),
+        [
+            ("alerts:\n  slack: x\n", "alerts.slack",
+             "alerts.airflow, alerts.log, alerts.webhook.headers, alerts.webhook.retries, "
+             "alerts.webhook.timeout_seconds, alerts.webhook.url"),
+            ("alerts:\n  webhook:\n    url: https://h/x\n    timeout: 3\n", "alerts.webhook.timeout",
+             "alerts.webhook.headers, alerts.webhook.retries, alerts.webhook.timeout_seconds, alerts.webhook.url"),
+        ],
+    )
+    def test_unknown_key(self, tmp_path: Path, text: str, key: str, valid: str) -> None:
+        msg = config_error(tmp_path, "project: p\n" + text)
+        assert msg == f"{tmp_path.resolve() / CONFIG_FILE}: unknown key '{key}'; valid keys are {valid}"
+
+    @pytest.mark.parametrize(
+        ("url", "shown"),
+        [
+            ("ftp://hooks.example.com/T0/s3cret", "'ftp://hooks.example.com/***' (redacted)"),
+            ("hooks.example.com/T0/s3cret", "'***' (redacted)"),
+            ("https://:s3cret@/path", "'https://***@/***' (redacted)"),
+            ("'https://hooks.example.com:99999/s3cret'", "'***' (redacted)"),
+            ("'https://hooks.example.com/a b/s3cret'", "'https://hooks.example.com/***' (redacted)"),
+            ("''", "'' (redacted)"),
+            ("42", "int"),
+        ],
+        ids=["ftp", "no-scheme", "no-host", "bad-port", "space", "empty", "int"],
+    )
+    def test_bad_url(self, tmp_path: Path, url: str, shown: str) -> None:
+        msg = config_error(tmp_path, f"project: p\nalerts:\n  webhook:\n    url: {url}\n")
+        assert msg.endswith(f"'alerts.webhook.url' must be an http:// or https:// URL with a host, got {shown}")
+        assert "s3cret" not in msg
+
+    def test_url_from_an_empty_variable(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setenv("FS_TEST_HOOK_URL", "")
+        msg = config_error(tmp_path, "project: p\nalerts:\n  webhook: ${FS_TEST_HOOK_URL}\n")
+        assert msg.endswith("'alerts.webhook.url' must be an http:// or https:// URL with a host, got '' (redacted)")
+
+    def test_url_from_an_unset_variable(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.delenv("FS_TEST_HOOK_URL", raising=False)
+        msg = config_error(tmp_path, "project: p\nalerts:\n  webhook:\n    url: ${FS_TEST_HOOK_URL}\n")
+        assert msg.endswith("environment variable FS_TEST_HOOK_URL is not set (used as ${FS_TEST_HOOK_URL})")
+
+    @pytest.mark.parametrize(
+        ("text", "error"),
+        [
+            ("alerts: true\n", "'alerts' must be a mapping, got bool"),
+            ("alerts:\n  log: 'yes'\n", "'alerts.log' must be true or false, got 'yes'"),
+            ("alerts:\n  airflow: 1\n", "'alerts.airflow' must be true or false, got 1"),
+            ("alerts:\n  webhook: [https://h/x]\n", "'alerts.webhook' must be a mapping or a URL, got list"),
+            ("alerts:\n  webhook:\n    retries: 1\n",
+             "'alerts.webhook' needs 'url' (the http:// or https:// address to POST to)"),
+            ("alerts:\n  webhook:\n    url: https://h/x\n    timeout_seconds: 0\n",
+             "'alerts.webhook.timeout_seconds' must be a number of seconds above 0 and at most 300, got 0"),
+            ("alerts:\n  webhook:\n    url: https://h/x\n    timeout_seconds: '5'\n",
+             "'alerts.webhook.timeout_seconds' must be a number of seconds above 0 and at most 300, got '5'"),
+            ("alerts:\n  webhook:\n    url: https://h/x\n    retries: -1\n",
+             "'alerts.webhook.retries' must be a whole number from 0 to 10, got -1"),
+            ("alerts:\n  webhook:\n    url: https://h/x\n    retries: true\n",
+             "'alerts.webhook.retries' must be a whole number from 0 to 10, got True"),
+            ("alerts:\n  webhook:\n    url: https://h/x\n    headers: [a]\n",
+             "'alerts.webhook.headers' must be a mapping of header names to values, got list"),
+            ("alerts:\n  webhook:\n    url: https://h/x\n    headers: {'X Token': abc}\n",
+             "'alerts.webhook.headers' has an invalid header name 'X Token'"),
+            ("alerts:\n  webhook:\n    url: https://h/x\n    headers: {X-Token: 12345}\n",
+             "'alerts.webhook.headers.X-Token' must be a string, got int (quote it in the YAML)"),
+        ],
+    )
+    def test_invalid(self, tmp_path: Path, text: str, error: str) -> None:
+        msg = config_error(tmp_path, "project: p\n" + text)
+        assert msg == f"{tmp_path.resolve() / CONFIG_FILE}: {error}"
+
+    def test_header_value_with_a_line_break_is_not_shown(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setenv("FS_TEST_HOOK_TOKEN", "tok3n\r\nX-Evil: 1")
+        msg = config_error(tmp_path, "project: p\nalerts:\n  webhook:\n    url: https://h/x\n"
+                                     "    headers: {Authorization: '${FS_TEST_HOOK_TOKEN}'}\n")
+        assert msg.endswith("'alerts.webhook.headers.Authorization' must be one line (it holds a line break)")
+        assert "tok3n" not in msg
