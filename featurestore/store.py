@@ -210,9 +210,11 @@ class FeatureStore:
     @property
     def checker(self) -> Checker:
         """Validates batches before they are written (materialization, push) and records outcomes."""
-        from featurestore.validation import Checker
+        from featurestore.alerts import alerter_from_config
+        from featurestore.validation import Checker, alert_hook
 
-        return Checker(self.registry, self.project, self.quarantine_path, alert=None)
+        return Checker(self.registry, self.project, self.quarantine_path,
+                       alert=alert_hook(alerter_from_config(self.config), self.project))
 
     @property
     def quarantine_path(self) -> Path:

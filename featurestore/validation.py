@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from featurestore.definitions.expectations import Expectation, expected_dtype
 from featurestore.errors import FeatureStoreError, ValidationError
@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     import duckdb
     import pyarrow as pa
 
+    from featurestore.alerts import Alerter
     from featurestore.compile import Compiler
     from featurestore.definitions import FeatureView, FileSource
     from featurestore.registry import Registry
@@ -257,7 +258,7 @@ def _short(value: Any) -> str:
 
 # -- checking a view's batches before they are written ---------------------------------------------
 
-Alert = Callable[[ValidationResult, dict[str, Any]], None]
+AlertHook = Callable[[ValidationResult, dict[str, Any]], None]
 
 
 @dataclass(frozen=True)
@@ -268,7 +269,7 @@ class Checker:
     registry: Registry
     project: str
     quarantine_root: Path
-    alert: Alert | None = None
+    alert: AlertHook | None = None
 
     def check_rows(
         self, view: FeatureView, rows: pa.Table, *, run_id: str | None, window_end: datetime | None, stage: str,
@@ -331,7 +332,7 @@ class Checker:
     def _finish(self, subject: str, run_id: str | None, result: ValidationResult, record: dict[str, Any]) -> None:
         self.registry.record_validation(self.project, subject, run_id, record)
         if not result.success and self.alert is not None:
-            self.alert(result, record)
+            self.alert(result, {**record, "run_id": run_id})
 
     def _quarantine(self, view: FeatureView, visible: pa.Table, result: ValidationResult, run_id: str | None) -> Path:
         """Write the failing rows, with the expectations each failed, under the view's quarantine."""
@@ -348,6 +349,33 @@ class Checker:
         pq.write_table(bad, tmp)
         tmp.rename(target)
         return target
+
+
+def alert_hook(alerter: Alerter, project: str) -> AlertHook:
+    """Turns a failed validation into an alert: what failed, how many rows, where the rows went."""
+
+    def send(result: ValidationResult, record: dict[str, Any]) -> None:
+        from featurestore.alerts import Alert
+
+        failed = [r for r in result.results if not r.success]
+        quarantined = record.get("quarantined_rows")
+        severity: Literal["warning", "error"]
+        if result.policy == "fail" or (result.policy == "quarantine" and result.table_level_failed):
+            kind, severity, outcome = "validation_failed", "error", "nothing written"
+        elif quarantined:
+            kind, severity, outcome = "quarantined", "warning", f"{quarantined:,} row(s) quarantined"
+        else:
+            kind, severity, outcome = "validation_warning", "warning", "written anyway (policy warn)"
+        worst = failed[0].explain().removeprefix("FAIL  ") if failed else ""
+        message = (f"{len(failed)} of {len(result.results)} expectation(s) failed on {result.rows:,} rows of "
+                   f"{result.subject} ({record.get('stage')}): {outcome}; {worst}")
+        alerter.send(Alert(
+            kind=kind, severity=severity, project=project, subject=result.subject,
+            message=" ".join(message.split()), details=record, report=record.get("quarantine"),
+            run_id=record.get("run_id"),
+        ))
+
+    return send
 
 
 def visible_rows(view: FeatureView, rows: pa.Table) -> pa.Table:
