@@ -329,6 +329,38 @@ def quarantine(ctx: click.Context, repo: str | None, view: str, limit: int) -> N
         click.echo(frame.tail(limit))
 
 
+@cli.command()
+@_repo_option
+@click.argument("view")
+@click.option("--training-set", default=None, help="Reference: a saved training set's statistics.")
+@click.option("--baseline", nargs=2, default=None, metavar="START END", help="Reference: a window of the view's rows.")
+@click.option("--current", nargs=2, default=None, metavar="START END",
+              help="Compare this window (default: the view's last materialization run).")
+@click.option("--html", "html_path", type=click.Path(dir_okay=False), default=None,
+              help="Where to write the HTML report (default: data/reports/drift-VIEW-TIME.html in the repo).")
+@click.option("--fail-on-drift", is_flag=True, help="Exit with status 1 when a feature drifted.")
+@click.pass_context
+def monitor(
+    ctx: click.Context, repo: str | None, view: str, training_set: str | None, baseline: tuple[str, str] | None,
+    current: tuple[str, str] | None, html_path: str | None, fail_on_drift: bool,
+) -> None:
+    """Compare a view's distributions with a reference (PSI, KS, Jensen-Shannon); print and write a report."""
+    from featurestore.monitoring.monitor import monitor as run_monitor
+
+    if bool(training_set) == bool(baseline):
+        raise click.UsageError("pass a reference: --training-set NAME or --baseline START END")
+    store = _store(ctx, repo)
+
+    def window(pair: tuple[str, str] | None, name: str) -> tuple[Any, Any] | None:
+        return None if not pair else (_timestamp(pair[0], name), _timestamp(pair[1], name))
+
+    result = run_monitor(store, view, training_set=training_set, baseline=window(baseline, "--baseline"),
+                         current=window(current, "--current"), html_path=Path(html_path) if html_path else None)
+    click.echo(result.summary())
+    if fail_on_drift and result.drifted:
+        sys.exit(1)
+
+
 @cli.command("get-online-features")
 @_repo_option
 @click.option("--features", "-f", multiple=True, help="A 'view:feature' ref (repeatable).")

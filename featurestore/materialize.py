@@ -160,6 +160,12 @@ class _ViewRun:
         finally:
             if reader is not None:
                 reader.close()  # a half-read stream keeps the connection busy
+        if self.rows:  # what the online store now holds for the window's entities
+            from featurestore.monitoring.monitor import record
+
+            features = list(self.view.feature_names)
+            record(self.offline.registry, self.offline.project, self.view.name, self.run_id,
+                   self.cursor.table(self.table).select(*[f'"{f}"' for f in features]).to_arrow_table(), features)
         self.offline.registry.finish_run(self.run_id, status="committed", rows=self.rows, started=self.began)
         self.finished = True
         self._release()

@@ -75,4 +75,8 @@ class TrainingSets:
             "view_fingerprints": {r.view.name: views[r.view.name].data_fingerprint for r in requests},
         }, overwrite=overwrite)
         self._cache.clear()
+        from featurestore.monitoring.monitor import record
+
+        columns = [o for r in [*requests, *requests.on_demand] for o in r.output_names if o not in requests.hidden]
+        record(self.registry, self.project, f"training_set:{name}", None, frame, columns)
         return fill_frame(frame, found, fitted)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import KW_ONLY, dataclass, field
@@ -126,6 +127,7 @@ class FeatureView(Definition):
     forward_fill: Sequence[str] = ()
     expectations: Sequence[Expectation] = ()
     on_failure: str = "fail"
+    drift_thresholds: Mapping[str, Any] = field(default_factory=dict)
     timestamp_field: str | None = None
     created_timestamp_column: str | None = None
     # Set by the repo loader: storage fingerprints of the views this view reads, so a change
@@ -185,6 +187,14 @@ class FeatureView(Definition):
             raise self.error("forward_fill is for views of values, not aggregations", field="forward_fill")
         object.__setattr__(self, "forward_fill", fill)
         object.__setattr__(self, "expectations", check_expectations(self.expectations, owner=obj, location=loc))
+        if self.drift_thresholds:
+            from featurestore.monitoring.drift import Threshold
+
+            for name, threshold in self.drift_thresholds.items():
+                if name not in self.feature_names or not isinstance(threshold, Threshold):
+                    raise self.error(f"drift_thresholds maps features to Threshold(...); {name!r}: {threshold!r} "
+                                     f"(features: {list(self.feature_names)})", field="drift_thresholds")
+        object.__setattr__(self, "drift_thresholds", MappingProxyType(dict(self.drift_thresholds)))
         if self.on_failure not in POLICIES:
             raise self.error(f"on_failure must be one of {', '.join(POLICIES)}, got {self.on_failure!r}",
                              field="on_failure")
@@ -419,6 +429,8 @@ class FeatureView(Definition):
         if self.expectations:
             spec["expectations"] = [e.to_spec() for e in self.expectations]
             spec["on_failure"] = self.on_failure
+        if self.drift_thresholds:
+            spec["drift_thresholds"] = {n: dataclasses.asdict(t) for n, t in sorted(self.drift_thresholds.items())}
         for key in ("timestamp_field", "created_timestamp_column"):
             if getattr(self, key) is not None:
                 spec[key] = getattr(self, key)
@@ -438,6 +450,7 @@ class FeatureView(Definition):
         if self.sql is not None:
             # Formatting and comments of the query are not data.
             spec["transformation"] = {"type": "sql", "sql": SqlTransformation(self.sql, self.location).normalized}
+        spec.pop("drift_thresholds", None)  # how drift is judged describes the data, it does not change it
         return spec
 
     def metadata_spec(self) -> dict[str, Any]:
@@ -450,6 +463,8 @@ class FeatureView(Definition):
         }
         if "source" in spec and "path" in spec["source"]:
             meta["source"] = {k: spec["source"][k] for k in ("description", "owner", "tags")}
+        if "drift_thresholds" in spec:
+            meta["drift_thresholds"] = spec["drift_thresholds"]
         return meta
 
     def storage_spec(self) -> dict[str, Any]:
@@ -489,6 +504,7 @@ class FeatureView(Definition):
             forward_fill=spec.get("forward_fill", ()),
             expectations=[Expectation.from_spec(e) for e in spec.get("expectations", [])],
             on_failure=spec.get("on_failure", "fail"),
+            drift_thresholds=_thresholds(spec.get("drift_thresholds", {})),
             timestamp_field=spec.get("timestamp_field"),
             created_timestamp_column=spec.get("created_timestamp_column"),
             upstream_fingerprints=spec.get("upstream_fingerprints", {}),
@@ -497,6 +513,14 @@ class FeatureView(Definition):
             tags=spec.get("tags", {}),
             location=loc,
         )
+
+
+def _thresholds(spec: dict[str, Any]) -> dict[str, Any]:
+    if not spec:
+        return {}
+    from featurestore.monitoring.drift import Threshold
+
+    return {name: Threshold(**values) for name, values in spec.items()}
 
 
 def _input_spec(src: FileSource | str) -> dict[str, Any]:

@@ -108,6 +108,7 @@ class OfflineStore:
         try:
             rows = self._write(con, view, start_n, end_n, tmp, run_id)
             if rows:
+                self._record_statistics(view, tmp, run_id)
                 tmp.rename(final)
             self.registry.finish_run(
                 run_id, status="committed", rows=rows, location=str(final) if rows else None, started=began
@@ -158,6 +159,16 @@ class OfflineStore:
                 con.unregister(checked_name)
         rows = result[0] if result else 0
         return int(rows)
+
+    def _record_statistics(self, view: FeatureView, written: Path, run_id: str) -> None:
+        """Column statistics of a snapshot's value columns, kept in the registry with its run."""
+        import polars as pl
+
+        from featurestore.monitoring.monitor import record
+
+        columns = list(stored_columns(view))
+        rows = pl.scan_parquet(written / "**" / "*.parquet", hive_partitioning=False).select(columns).collect()
+        record(self.registry, self.project, view.name, run_id, rows, columns)
 
     def snapshot_query(
         self, con: duckdb.DuckDBPyConnection, view: FeatureView, start: datetime, end: datetime

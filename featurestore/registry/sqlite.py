@@ -306,6 +306,28 @@ class Registry:
             tx.con.execute("INSERT OR REPLACE INTO datasets VALUES (?, ?, ?, ?)",
                            (project, name, utcnow(), json.dumps(spec, sort_keys=True, default=str)))
 
+    def record_statistics(self, project: str, subject: str, run_id: str | None, stats: dict[str, Any]) -> None:
+        """Keep the column statistics of a run or a saved training set (``subject``: a view's name,
+        or ``training_set:<name>``)."""
+        with self.transaction() as tx:
+            tx.con.execute("INSERT INTO statistics VALUES (?, ?, ?, ?, ?)",
+                           (project, subject, run_id, utcnow(), json.dumps(stats, sort_keys=True)))
+
+    def statistics(self, project: str, subject: str, run_id: str | None = None) -> dict[str, Any] | None:
+        """The newest statistics of ``subject`` (of one run when ``run_id`` is given), with
+        ``run_id`` and ``created_at``; None when there are none."""
+        sql = "SELECT * FROM statistics WHERE project = ? AND subject = ?"
+        args: list[Any] = [project, subject]
+        if run_id is not None:
+            sql += " AND run_id = ?"
+            args.append(run_id)
+        sql += " ORDER BY created_at DESC, rowid DESC LIMIT 1"
+        with self.read() as con:
+            row = con.execute(sql, args).fetchone()
+        if row is None:
+            return None
+        return {"run_id": row["run_id"], "created_at": row["created_at"], "columns": json.loads(row["stats"])}
+
     def record_validation(self, project: str, subject: str, run_id: str | None, result: dict[str, Any]) -> None:
         """Keep a validation's outcome (``subject`` is the view's name)."""
         with self.transaction() as tx:
