@@ -1,5 +1,6 @@
-"""Features derived from the base views: windowed aggregations, a SQL view joining two views,
-an on-demand feature computed at request time, and a feature service that imputes missing values.
+"""Features derived from the base views: windowed aggregations, a SQL view joining two views and
+validated before it is written, an on-demand feature computed at request time, and a feature
+service that imputes missing values.
 """
 
 from datetime import timedelta
@@ -10,6 +11,7 @@ from features import user_profile, user_transactions
 
 from featurestore import (
     Aggregation,
+    Expect,
     FeatureService,
     FeatureView,
     Field,
@@ -47,6 +49,14 @@ user_credit_usage = FeatureView(
     schema=[Field("spend_per_credit_point", Float64)],
     created_timestamp_column="created",
     ttl=timedelta(days=7),
+    # Checked by Great Expectations before every write; failing rows are set aside, not written
+    # (`featurestore quarantine user_credit_usage` lists them).
+    expectations=[
+        Expect.not_null("user_id"),
+        Expect.between("spend_per_credit_point", 0, 1),
+        Expect.null_fraction("spend_per_credit_point", at_most=0.6),  # no profile yet: no credit score
+    ],
+    on_failure="quarantine",
     owner="risk@example.com",
 )
 
