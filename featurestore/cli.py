@@ -361,6 +361,34 @@ def monitor(
         sys.exit(1)
 
 
+@cli.command()
+@_repo_option
+@click.option("--since", default=None, help="First request time compared (default: the first logged).")
+@click.option("--until", default=None, help="End of the window, exclusive (default: everything logged).")
+@click.option("--features", "-f", multiple=True,
+              help="Only this feature: a 'view:feature' ref or an output name (repeatable). Default: all.")
+@click.option("--threshold", default=0.01, show_default=True, type=click.FloatRange(0, 1),
+              help="Mismatch rate above which a feature raises a skew alert and the exit status is 1.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.pass_context
+def skew(ctx: click.Context, repo: str | None, since: str | None, until: str | None, features: tuple[str, ...],
+         threshold: float, as_json: bool) -> None:
+    """Replay the served vectors logged by 'serve --log-sample' through the point-in-time join and
+    print the mismatch rate of each feature (training/serving skew)."""
+    from featurestore.alerts import alerter_from_config
+    from featurestore.skew import skew_report
+
+    store = _store(ctx, repo)
+    report = skew_report(
+        store, since=_timestamp(since, "--since") if since else None,
+        until=_timestamp(until, "--until") if until else None, features=list(features) or None,
+        threshold=threshold, alerter=alerter_from_config(store.config),
+    )
+    click.echo(json.dumps(report.to_dict(), indent=2) if as_json else report.summary())
+    if report.over_threshold:
+        sys.exit(1)
+
+
 @cli.command("get-online-features")
 @_repo_option
 @click.option("--features", "-f", multiple=True, help="A 'view:feature' ref (repeatable).")
@@ -516,11 +544,14 @@ def training_set(
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(1),
               help="Server processes sharing the port (one Python event loop each); try the number of cores.")
 @click.option("--reuse-port", is_flag=True, hidden=True, help="Bind with SO_REUSEPORT (used by --workers).")
+@click.option("--log-sample", default=0.0, show_default=True, type=click.FloatRange(0, 1),
+              help="Fraction of GetOnlineFeatures calls whose served vectors are logged to the offline store "
+                   "for 'featurestore skew' (0: off, unless $FEATURESTORE_SERVER_LOG_SAMPLE is set).")
 @click.pass_context
 def serve(
     ctx: click.Context, repo: str | None, host: str, port: int, token_env: str, tls_cert: str | None,
     tls_key: str | None, max_concurrency: int, metrics_port: int | None, registry_refresh: float,
-    drain_seconds: float, log_level: str, workers: int, reuse_port: bool,
+    drain_seconds: float, log_level: str, workers: int, reuse_port: bool, log_sample: float,
 ) -> None:
     """Run the gRPC feature server until SIGTERM or Ctrl-C."""
     import asyncio
@@ -541,6 +572,7 @@ def serve(
         tls_cert=Path(tls_cert) if tls_cert else None, tls_key=Path(tls_key) if tls_key else None,
         max_concurrency=max_concurrency, metrics_port=metrics_port, registry_refresh=registry_refresh,
         drain_seconds=drain_seconds, workers=workers, reuse_port=reuse_port, log_level=log_level,
+        log_sample=log_sample,
     )
     configure_logging(log_level)
 

@@ -3,13 +3,16 @@
 Loopback by default. Health (``grpc.health.v1``) and reflection are always on, so stock tools
 (grpcurl, grpc_health_probe) work. With a token configured, every call but health and reflection
 needs ``authorization: Bearer <token>``. SIGTERM (or SIGINT) starts a graceful drain: health turns
-NOT_SERVING, new calls are refused, calls in flight get ``drain_seconds`` to finish.
+NOT_SERVING, new calls are refused, calls in flight get ``drain_seconds`` to finish. With
+``log_sample`` above 0 a sample of ``GetOnlineFeatures`` calls is logged to the offline store for
+``featurestore skew`` (see ``featurestore.skew``); the rest is written during the drain.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import hmac
 import json
 import logging
@@ -17,7 +20,7 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,7 +29,9 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from featurestore.errors import ConfigError
 from featurestore.online.redis import AsyncRedisReader
+from featurestore.skew import ServedLog, served_log_path
 from featurestore.store import FeatureStore
 from featurestore.v1 import feature_store_pb2 as pb
 from featurestore.v1 import feature_store_pb2_grpc as pb_grpc
@@ -37,6 +42,8 @@ from featurestore_server.service import SERVICE_NAME, FeatureStoreServicer
 log = logging.getLogger("featurestore.server")
 DEFAULT_PORT = 6566
 TOKEN_ENV = "FEATURESTORE_SERVER_TOKEN"
+# The log sample rate when ServerOptions.log_sample is 0 (worker processes get it this way too).
+LOG_SAMPLE_ENV = "FEATURESTORE_SERVER_LOG_SAMPLE"
 _OPEN_METHODS = ("/grpc.health.v1.", "/grpc.reflection.")
 
 
@@ -55,6 +62,24 @@ class ServerOptions:
     workers: int = 1
     reuse_port: bool = False
     log_level: str = "info"
+    # Fraction of GetOnlineFeatures calls whose served vectors are logged for skew measurement
+    # (0: off, 1: every call); 0 falls back to $FEATURESTORE_SERVER_LOG_SAMPLE.
+    log_sample: float = 0.0
+
+
+def log_sample_rate(options: ServerOptions, environ: Mapping[str, str] | None = None) -> float:
+    """The sample rate to log at: ``options.log_sample``, else ``$FEATURESTORE_SERVER_LOG_SAMPLE``, else 0."""
+    environ = os.environ if environ is None else environ
+    where, value = "--log-sample", options.log_sample
+    if not value and environ.get(LOG_SAMPLE_ENV, "").strip():
+        where, text = LOG_SAMPLE_ENV, environ[LOG_SAMPLE_ENV].strip()
+        try:
+            value = float(text)
+        except ValueError:
+            raise ConfigError(f"{LOG_SAMPLE_ENV} must be a number between 0 and 1, got {text!r}") from None
+    if not 0.0 <= value <= 1.0:  # also refuses NaN
+        raise ConfigError(f"{where} must be between 0 (off) and 1 (every call), got {value!r}")
+    return float(value)
 
 
 class TokenAuth(grpc.aio.ServerInterceptor):
@@ -123,6 +148,7 @@ def _spawn_workers(repo: Path, options: ServerOptions, port: int) -> list[subpro
     env = dict(os.environ)
     if options.token:
         env[TOKEN_ENV] = options.token
+    env[LOG_SAMPLE_ENV] = repr(options.log_sample)
     workers = [subprocess.Popen([*args, "--token-env", TOKEN_ENV], env=env, stdout=subprocess.DEVNULL)
                for _ in range(options.workers - 1)]
     log.info("workers started", extra={"workers": options.workers, "pids": [w.pid for w in workers]})
@@ -132,7 +158,9 @@ def _spawn_workers(repo: Path, options: ServerOptions, port: int) -> list[subpro
 async def serve(repo: str | Path | None, options: ServerOptions, *, on_ready: Callable[[int], None] | None = None,
                 stop: asyncio.Event | None = None) -> None:
     """Run the server until SIGTERM/SIGINT (or ``stop`` is set), then drain and shut down."""
+    options = dataclasses.replace(options, log_sample=log_sample_rate(options))
     store = FeatureStore(repo)
+    served_log = ServedLog(served_log_path(store), options.log_sample) if options.log_sample > 0 else None
     reader = AsyncRedisReader.from_config(
         store.config, timeout=options.redis_timeout, max_connections=max(options.max_concurrency, 16)
     )
@@ -140,7 +168,7 @@ async def serve(repo: str | Path | None, options: ServerOptions, *, on_ready: Ca
     metrics = Metrics()
     health_servicer = health.aio.HealthServicer()
     servicer = FeatureStoreServicer(store, reader, registry, health_servicer, metrics,
-                                    max_concurrency=options.max_concurrency)
+                                    max_concurrency=options.max_concurrency, served_log=served_log)
     interceptors = [TokenAuth(options.token)] if options.token else []
     server = grpc.aio.server(interceptors=interceptors, options=[
         ("grpc.max_receive_message_length", 256 * 1024 * 1024),
@@ -174,8 +202,12 @@ async def serve(repo: str | Path | None, options: ServerOptions, *, on_ready: Ca
     await health_servicer.set(SERVICE_NAME, status)
     servicer.start()  # health follows the online store from here on
     registry.start()
+    if served_log is not None:
+        served_log.start()
     log.info("serving", extra={"address": f"{options.host}:{port}", "project": store.project,
-                               "tls": bool(options.tls_cert), "auth": bool(options.token)})
+                               "tls": bool(options.tls_cert), "auth": bool(options.token),
+                               "log_sample": options.log_sample,
+                               "served_log": str(served_log.root) if served_log is not None else None})
     workers = _spawn_workers(store.repo_path, options, port) if options.workers > 1 else []
     if on_ready is not None:
         on_ready(port)
@@ -192,6 +224,11 @@ async def serve(repo: str | Path | None, options: ServerOptions, *, on_ready: Ca
                 await asyncio.to_thread(worker.wait, options.drain_seconds + 5)
             except subprocess.TimeoutExpired:
                 worker.kill()
+        if served_log is not None:  # no call runs any more: write the rest of the sample
+            try:
+                await served_log.close()
+            except Exception:
+                log.exception("could not write the rest of the served-vector log")
         await servicer.stop()
         await registry.stop()
         await reader.close()

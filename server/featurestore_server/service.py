@@ -3,7 +3,9 @@
 Every call goes through ``_call``: it bounds concurrency (over the limit: RESOURCE_EXHAUSTED, never
 an unbounded queue), maps errors to status codes (INVALID_ARGUMENT naming the bad ref, key or
 type; NOT_FOUND for an unknown feature service; UNAVAILABLE when Redis is down; DEADLINE_EXCEEDED
-when the client's deadline passes), and records a log line and metrics.
+when the client's deadline passes), and records a log line and metrics. With a ``ServedLog``
+(``serve --log-sample``), a sampled ``GetOnlineFeatures`` call hands it references to its entities
+and answer; the log writes them to the offline store in its own thread (``featurestore.skew``).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from featurestore.online.redis import AsyncRedisReader
 from featurestore.online.retrieval import OnlineRead
 from featurestore.remote import messages
 from featurestore.remote.columns import from_column
+from featurestore.skew import ServedLog
 from featurestore.store import FeatureStore
 from featurestore.v1 import feature_store_pb2 as pb
 from featurestore.v1 import feature_store_pb2_grpc as pb_grpc
@@ -47,6 +50,7 @@ class FeatureStoreServicer(pb_grpc.FeatureStoreServiceServicer):
     def __init__(
         self, store: FeatureStore, reader: AsyncRedisReader, registry: RegistryCache,
         health_servicer: health.aio.HealthServicer, metrics: Metrics, *, max_concurrency: int = 256,
+        served_log: ServedLog | None = None,
     ) -> None:
         self.store = store
         self.reader = reader
@@ -54,6 +58,8 @@ class FeatureStoreServicer(pb_grpc.FeatureStoreServiceServicer):
         self.health = health_servicer
         self.metrics = metrics
         self.max_concurrency = max_concurrency
+        # A sample of served vectors goes here (None: logging is off, and costs nothing per call).
+        self.served_log = served_log
         self.inflight = 0
         self.serving = True
         self._monitor: asyncio.Task[None] | None = None
@@ -176,13 +182,20 @@ class FeatureStoreServicer(pb_grpc.FeatureStoreServiceServicer):
             entities.update({name: from_column(column) for name, column in request.request_data.items()})
             plan = OnlineRead(self.store.project, requests, entities)
             raw = await self.reader.read(plan.key_groups)
+            now_us = time.time_ns() // 1000  # judges max age; a logged call records it as its request time
+            served_log = self.served_log
             if not requests.on_demand and not imputed:
-                return messages.online_views_to_pb(plan.decode_views(raw), dict(request.entities))
-            response = add_to_response(plan.decode(raw), requests.on_demand, requests.hidden)
+                views = plan.decode_views(raw, now_us)
+                if served_log is not None and served_log.sampled():
+                    served_log.record_views(now_us, features, request.full_feature_names, entities, views)
+                return messages.online_views_to_pb(views, dict(request.entities))
+            response = add_to_response(plan.decode(raw, now_us), requests.on_demand, requests.hidden)
             if imputed:
                 assert service is not None
                 fitted = self.store.training_sets.imputation(service, None, cached=True)  # registry read <= 1/s
                 response = fill_response(response, targets(service, requests), fitted)
+            if served_log is not None and served_log.sampled():
+                served_log.record_response(now_us, features, request.full_feature_names, entities, response)
             return messages.online_response_to_pb(response, dict(request.entities))
 
         return await self._call("GetOnlineFeatures", context, work)
