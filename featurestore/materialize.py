@@ -146,11 +146,13 @@ class _ViewRun:
             on_batch = progress(self.view.name, self.rows) if progress is not None else None
             checker = self.offline.checker
             source: Any
+            kept: pa.Table | None = None  # the rows written, when validation kept only some
             if checker is not None and self.view.expectations and not self.view.aggregations:
                 # Validated as a whole before the first write; aggregates are checked as events.
                 rows = checker.check_rows(self.view, self.cursor.table(self.table).to_arrow_table(), run_id=self.run_id,
                                           window_end=self.end, stage="online materialization")
                 source = iter(rows.to_batches(BATCH_ROWS))
+                kept = rows
             else:
                 source = reader = self.cursor.table(self.table).to_arrow_reader(BATCH_ROWS)
             batches = encode_batches(self.offline.project, self.view, source)
@@ -164,8 +166,9 @@ class _ViewRun:
             from featurestore.monitoring.monitor import record
 
             features = list(self.view.feature_names)
-            record(self.offline.registry, self.offline.project, self.view.name, self.run_id,
-                   self.cursor.table(self.table).select(*[f'"{f}"' for f in features]).to_arrow_table(), features)
+            if kept is None:
+                kept = self.cursor.table(self.table).select(*[f'"{f}"' for f in features]).to_arrow_table()
+            record(self.offline.registry, self.offline.project, self.view.name, self.run_id, kept, features)
         self.offline.registry.finish_run(self.run_id, status="committed", rows=self.rows, started=self.began)
         self.finished = True
         self._release()

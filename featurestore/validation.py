@@ -12,10 +12,12 @@ Great Expectations takes seconds to import, so it is imported here, on first use
 
 from __future__ import annotations
 
+import json
 import os
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -108,7 +110,7 @@ def validate(
             results.append(_type_result(table, exp))
             gx_expectations.append(None)
             continue
-        gx_expectations.append(_compile(exp, timestamp_column, window_end))
+        gx_expectations.append(_compile(exp, timestamp_column, window_end, table))
         results.append(None)
     quarantine = policy == "quarantine"
     outcomes = _run_suite(table, [g for g in gx_expectations if g is not None], complete=quarantine)
@@ -120,6 +122,10 @@ def validate(
             out.append(done)
             continue
         outcome = next(it)
+        raised = (outcome.exception_info or {}).get("raised_exception")
+        if raised:
+            message = (outcome.exception_info or {}).get("exception_message") or "an error"
+            raise FeatureStoreError(f"{subject}: Great Expectations could not check {exp.describe()}: {message}")
         info = outcome.result or {}
         if exp.row_level:
             indices = info.get("unexpected_index_list") or []
@@ -127,6 +133,9 @@ def validate(
                 for i in indices:
                     failed.setdefault(int(i), []).append(exp.describe())
             examples = tuple(_jsonable(v) for v in (info.get("partial_unexpected_list") or [])[:EXAMPLES])
+            if exp.column in table.column_names and pa.types.is_integer(table.schema.field(exp.column).type):
+                # pandas turns an integer column with nulls into floats: show the values as stored
+                examples = tuple(int(v) if isinstance(v, float) and v.is_integer() else v for v in examples)
             out.append(ExpectationResult(exp.describe(), bool(outcome.success), True,
                                          int(info.get("unexpected_count") or 0), table.num_rows, examples))
         else:
@@ -160,7 +169,7 @@ def apply_policy(result: ValidationResult, table: pa.Table) -> tuple[pa.Table, p
 # -- Great Expectations ---------------------------------------------------------------------------
 
 
-def _compile(exp: Expectation, timestamp_column: str | None, window_end: datetime | None) -> Any:
+def _compile(exp: Expectation, timestamp_column: str | None, window_end: datetime | None, table: pa.Table) -> Any:
     gxe = _gx().expectations
     mostly = exp.arg("mostly")
     extra = {} if mostly is None else {"mostly": mostly}
@@ -184,8 +193,9 @@ def _compile(exp: Expectation, timestamp_column: str | None, window_end: datetim
 
         if timestamp_column is None or window_end is None:
             raise FeatureStoreError(f"{exp.describe()} needs the batch's timestamp column and window end")
-        newest_allowed = pd.Timestamp(window_end - timedelta(seconds=exp.arg("max_age_seconds")))
-        if newest_allowed.tzinfo is None:
+        newest_allowed = pd.Timestamp(to_naive_utc(window_end) - timedelta(seconds=exp.arg("max_age_seconds")))
+        column_type = table.schema.field(timestamp_column).type if timestamp_column in table.column_names else None
+        if getattr(column_type, "tz", None) is not None:  # compare like with like: naive times are UTC
             newest_allowed = newest_allowed.tz_localize("UTC")
         return gxe.ExpectColumnMaxToBeBetween(column=timestamp_column, min_value=newest_allowed)
     raise FeatureStoreError(f"no Great Expectations form for {exp.describe()}")
@@ -199,7 +209,14 @@ def _run_suite(table: pa.Table, expectations: list[Any], *, complete: bool) -> l
     definition = _batch_definition()  # the context must exist before a suite
     frame = table.to_pandas()
     suite = gx.ExpectationSuite(name="batch")
+    # A suite keeps one of equivalent expectations (repeated, or not_null(mostly=0.8) and
+    # null_fraction(at_most=0.2)): run each distinct one once and give every copy its result.
+    first: dict[str, int] = {}
     for i, e in enumerate(expectations):
+        key = json.dumps([e.expectation_type, e.configuration.kwargs], sort_keys=True, default=str)
+        if key in first:
+            continue
+        first[key] = i
         e.meta = {**(e.meta or {}), "featurestore_index": i}  # results come back grouped, not in order
         suite.add_expectation(e)
     batch = definition.get_batch(batch_parameters={"dataframe": frame})
@@ -209,7 +226,8 @@ def _run_suite(table: pa.Table, expectations: list[Any], *, complete: bool) -> l
     )
     validated = batch.validate(suite, result_format=result_format)
     by_index = {r.expectation_config.meta["featurestore_index"]: r for r in validated.results}
-    return [by_index[i] for i in range(len(expectations))]
+    keys = [json.dumps([e.expectation_type, e.configuration.kwargs], sort_keys=True, default=str) for e in expectations]
+    return [by_index[first[key]] for key in keys]
 
 
 @lru_cache(maxsize=1)
@@ -343,7 +361,8 @@ class Checker:
         bad = visible.take(positions).append_column(
             "__failed_expectations", pa.array([result.row_failures[i] for i in result.failed_rows],
                                               pa.list_(pa.string())))
-        target = self.quarantine_root / view.name / f"{run_id or 'batch'}-{len(result.failed_rows)}.parquet"
+        batch = run_id or f"push-{datetime.now(UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"  # pushes have no run id
+        target = self.quarantine_root / view.name / f"{batch}-{len(result.failed_rows)}.parquet"
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_suffix(".tmp")
         pq.write_table(bad, tmp)
@@ -427,12 +446,14 @@ def suggest_expectations(view: FeatureView, rows: pa.Table, *, max_categories: i
         if name == view.timestamp_column or name == view.created_column:
             continue
         column = frame.get_column(name)
+        if column.dtype.is_float():  # Great Expectations (through pandas) counts NaN as missing
+            column = column.fill_nan(None)
         nulls = column.null_count()
         if nulls == 0:
             found.append(Expect.not_null(name))
-        elif n and name not in view.join_keys:
+        elif n and nulls < n and name not in view.join_keys:
             share = nulls / n
-            found.append(Expect.null_fraction(name, at_most=min(0.99, math.ceil(share * 150) / 100)))
+            found.append(Expect.null_fraction(name, at_most=min(0.999, max(share, math.ceil(share * 150) / 100))))
         values = column.drop_nulls()
         if values.is_empty():
             continue

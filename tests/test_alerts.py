@@ -10,13 +10,9 @@ import logging
 import pickle
 import socket
 import sys
-import threading
-import time
 import types
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +32,7 @@ from featurestore.alerts import (
 )
 from featurestore.config import CONFIG_FILE, AlertsConfig, WebhookConfig, load_config
 from featurestore.errors import FeatureStoreError
+from tests.hook_server import HookServer, running
 
 SECRET = "s3cret-token"  # in every webhook URL and Authorization header below; must never be logged
 
@@ -69,72 +66,17 @@ def failed(**overrides: Any) -> Alert:
 # -- a webhook receiver on loopback -----------------------------------------------------------------
 
 
-@dataclass
-class Received:
-    method: str
-    path: str
-    headers: dict[str, str]  # lower-case names
-    body: bytes
-
-
-class HookServer(ThreadingHTTPServer):
-    """Records every request; answers with ``statuses`` in turn (then 200), after ``delay`` seconds."""
-
-    def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), HookHandler)
-        self.received: list[Received] = []
-        self.statuses: list[int] = []
-        self.delay = 0.0
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        if not isinstance(sys.exc_info()[1], ConnectionError):  # the client gave up (the timeout test)
-            super().handle_error(request, client_address)
-
-    @property
-    def base(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}"
-
+class SecretHookServer(HookServer):
     @property
     def url(self) -> str:
         """A Slack-like URL with the secret in the path and the query."""
         return f"{self.base}/services/T000/B000/{SECRET}?token={SECRET}"
 
 
-class HookHandler(BaseHTTPRequestHandler):
-    server: HookServer
-
-    def do_POST(self) -> None:
-        self._answer()
-
-    def do_GET(self) -> None:
-        self._answer()
-
-    def _answer(self) -> None:
-        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        headers = {k.lower(): v for k, v in self.headers.items()}
-        self.server.received.append(Received(self.command, self.path, headers, body))
-        time.sleep(self.server.delay)
-        status = self.server.statuses.pop(0) if self.server.statuses else 200
-        self.send_response(status)
-        if 300 <= status < 400:
-            self.send_header("Location", f"{self.server.base}/elsewhere")
-        self.send_header("Content-Length", "2")
-        self.end_headers()
-        self.wfile.write(b"ok")
-
-    def log_message(self, format: str, *args: Any) -> None:  # keep the test output quiet
-        pass
-
-
 @pytest.fixture
 def hook() -> Iterator[HookServer]:
-    server = HookServer()
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
-    thread.join(timeout=5)
+    with running(SecretHookServer()) as server:
+        yield server
 
 
 @pytest.fixture

@@ -81,6 +81,12 @@ def _build(kind: str, column: str | None, **args: Any) -> Expectation:
     return Expectation(kind, column, tuple(args.items()), loc)
 
 
+def _fail(kind: str, message: str, field: str | None = None) -> DefinitionError:
+    """An error about an ``Expect.<kind>(...)`` call, pointing at the repo line that made it."""
+    loc = caller_location()
+    return DefinitionError(message, file=loc.file, line=loc.line, obj=f"Expect.{kind}", field=field)
+
+
 def _number(value: Any, name: str, kind: str) -> None:
     if value is not None and (not isinstance(value, int | float) or isinstance(value, bool)):
         loc = caller_location()
@@ -101,15 +107,15 @@ class Expect:
         _number(min, "min", "between")
         _number(max, "max", "between")
         if min is None and max is None:
-            raise DefinitionError("between needs min, max or both", obj="Expect.between")
+            raise _fail("between", "between needs min, max or both")
         if min is not None and max is not None and min > max:
-            raise DefinitionError(f"between: min {min} is above max {max}", obj="Expect.between")
+            raise _fail("between", f"between: min {min} is above max {max}")
         return _build("between", column, min=min, max=max, mostly=mostly)
 
     @staticmethod
     def in_set(column: str, values: Sequence[Any], *, mostly: float | None = None) -> Expectation:
         if isinstance(values, str) or not isinstance(values, Sequence | set | frozenset) or not values:
-            raise DefinitionError(f"in_set needs a non-empty list of values, got {values!r}", obj="Expect.in_set")
+            raise _fail("in_set", f"in_set needs a non-empty list of values, got {values!r}")
         return _build("in_set", column, values=sorted(values, key=repr), mostly=mostly)
 
     @staticmethod
@@ -121,13 +127,13 @@ class Expect:
         try:
             re.compile(pattern)
         except re.error as exc:
-            raise DefinitionError(f"regex {pattern!r} does not compile: {exc}", obj="Expect.regex") from None
+            raise _fail("regex", f"regex {pattern!r} does not compile: {exc}") from None
         return _build("regex", column, pattern=pattern, mostly=mostly)
 
     @staticmethod
     def type(column: str, dtype: DType) -> Expectation:
         if not isinstance(dtype, DType):
-            raise DefinitionError(f"type needs a feature type such as Int64, got {dtype!r}", obj="Expect.type")
+            raise _fail("type", f"type needs a feature type such as Int64, got {dtype!r}")
         return _build("type", column, dtype=repr(dtype))
 
     @staticmethod
@@ -135,21 +141,20 @@ class Expect:
         _number(min, "min", "row_count_between")
         _number(max, "max", "row_count_between")
         if min is None and max is None:
-            raise DefinitionError("row_count_between needs min, max or both", obj="Expect.row_count_between")
+            raise _fail("row_count_between", "row_count_between needs min, max or both")
         return _build("row_count_between", None, min=min, max=max)
 
     @staticmethod
     def fresh(max_age: timedelta) -> Expectation:
         """The newest event is at most ``max_age`` older than the end of the batch's window."""
         if not isinstance(max_age, timedelta) or max_age <= timedelta(0):
-            raise DefinitionError(f"fresh needs a positive timedelta, got {max_age!r}", obj="Expect.fresh")
+            raise _fail("fresh", f"fresh needs a positive timedelta, got {max_age!r}")
         return _build("fresh", None, max_age_seconds=max_age.total_seconds())
 
     @staticmethod
     def null_fraction(column: str, *, at_most: float) -> Expectation:
         if not isinstance(at_most, int | float) or not 0 <= at_most < 1:
-            raise DefinitionError(f"null_fraction needs at_most in [0, 1), got {at_most!r}",
-                                  obj="Expect.null_fraction")
+            raise _fail("null_fraction", f"null_fraction needs at_most in [0, 1), got {at_most!r}")
         return _build("null_fraction", column, at_most=float(at_most))
 
 

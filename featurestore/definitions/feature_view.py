@@ -428,6 +428,7 @@ class FeatureView(Definition):
             spec["forward_fill"] = list(self.forward_fill)
         if self.expectations:
             spec["expectations"] = [e.to_spec() for e in self.expectations]
+        if self.expectations or self.on_failure != "fail":  # the policy also applies to the sources'
             spec["on_failure"] = self.on_failure
         if self.drift_thresholds:
             spec["drift_thresholds"] = {n: dataclasses.asdict(t) for n, t in sorted(self.drift_thresholds.items())}

@@ -111,7 +111,7 @@ def monitor(
     thresholds = {f: t for f, t in view.drift_thresholds.items() if f in shared}
     report = compare(shared, {f: now[f] for f in shared}, thresholds)
     generated = datetime.now(UTC)
-    path = html_path or (store.repo_path / "data" / "reports" / f"drift-{view.name}-{generated:%Y%m%dT%H%M%S}.html")
+    path = html_path or (store.repo_path / "data" / "reports" / f"drift-{view.name}-{generated:%Y%m%dT%H%M%S%f}.html")
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(html_report(report, shared, {f: now[f] for f in shared}, f"Drift of {view.name}",
                                 reference_label=reference_label, current_label=current_label,
@@ -140,12 +140,16 @@ def _alert(store: FeatureStore, result: Monitoring) -> None:
 
     worst = result.report.ordered()[0]
     message = (f"{len(result.drifted)} feature(s) of {result.view} drifted ({result.current_label} against "
-               f"{result.reference_label}); worst: {worst.name} ({worst.tripped})")
+               f"{result.reference_label}); worst: {worst.name} ({', '.join(_names(worst.tripped))})")
     alerter_from_config(store.config).send(Alert(
         kind="drift", severity="warning", project=store.project, subject=f"feature view '{result.view}'",
         message=" ".join(message.split()), details=json.loads(json.dumps(result.report.to_dict(), default=str)),
         report=str(result.html_path),
     ))
+
+
+def _names(tripped: Any) -> list[str]:
+    return [tripped] if isinstance(tripped, str) else [str(t) for t in tripped or ()]
 
 
 def _window(start: Any, end: Any) -> str:
