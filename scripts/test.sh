@@ -10,6 +10,6 @@ if ! command -v redis-check-rdb >/dev/null && [ "$(id -u)" = 0 ] && command -v a
 fi
 # The Node.js client of the gRPC API (tests/test_node_client.py): its npm packages, from the lock file.
 if command -v node >/dev/null && command -v npm >/dev/null; then npm ci --prefix tests/node_client --no-audit --no-fund; else echo "warning: node/npm not found: not installing tests/node_client (tests/test_node_client.py skips, or fails when CI is set)" >&2; fi
-.venv/bin/ruff check featurestore tests benchmarks feature_repo
+.venv/bin/ruff check featurestore tests benchmarks feature_repo dags
 .venv/bin/mypy
 .venv/bin/python -m pytest -n 2 "$@"

@@ -128,6 +128,7 @@ class FeatureView(Definition):
     expectations: Sequence[Expectation] = ()
     on_failure: str = "fail"
     drift_thresholds: Mapping[str, Any] = field(default_factory=dict)
+    schedule: str | timedelta | None = None
     timestamp_field: str | None = None
     created_timestamp_column: str | None = None
     # Set by the repo loader: storage fingerprints of the views this view reads, so a change
@@ -195,6 +196,10 @@ class FeatureView(Definition):
                     raise self.error(f"drift_thresholds maps features to Threshold(...); {name!r}: {threshold!r} "
                                      f"(features: {list(self.feature_names)})", field="drift_thresholds")
         object.__setattr__(self, "drift_thresholds", MappingProxyType(dict(self.drift_thresholds)))
+        if self.schedule is not None:
+            problem = schedule_problem(self.schedule)
+            if problem:
+                raise self.error(problem, field="schedule")
         if self.on_failure not in POLICIES:
             raise self.error(f"on_failure must be one of {', '.join(POLICIES)}, got {self.on_failure!r}",
                              field="on_failure")
@@ -432,6 +437,9 @@ class FeatureView(Definition):
             spec["on_failure"] = self.on_failure
         if self.drift_thresholds:
             spec["drift_thresholds"] = {n: dataclasses.asdict(t) for n, t in sorted(self.drift_thresholds.items())}
+        if self.schedule is not None:
+            spec["schedule"] = (self.schedule if isinstance(self.schedule, str)
+                                else {"seconds": self.schedule.total_seconds()})
         for key in ("timestamp_field", "created_timestamp_column"):
             if getattr(self, key) is not None:
                 spec[key] = getattr(self, key)
@@ -452,6 +460,7 @@ class FeatureView(Definition):
             # Formatting and comments of the query are not data.
             spec["transformation"] = {"type": "sql", "sql": SqlTransformation(self.sql, self.location).normalized}
         spec.pop("drift_thresholds", None)  # how drift is judged describes the data, it does not change it
+        spec.pop("schedule", None)  # when it runs is not what it computes
         return spec
 
     def metadata_spec(self) -> dict[str, Any]:
@@ -466,6 +475,8 @@ class FeatureView(Definition):
             meta["source"] = {k: spec["source"][k] for k in ("description", "owner", "tags")}
         if "drift_thresholds" in spec:
             meta["drift_thresholds"] = spec["drift_thresholds"]
+        if "schedule" in spec:
+            meta["schedule"] = spec["schedule"]
         return meta
 
     def storage_spec(self) -> dict[str, Any]:
@@ -506,6 +517,7 @@ class FeatureView(Definition):
             expectations=[Expectation.from_spec(e) for e in spec.get("expectations", [])],
             on_failure=spec.get("on_failure", "fail"),
             drift_thresholds=_thresholds(spec.get("drift_thresholds", {})),
+            schedule=_schedule(spec.get("schedule")),
             timestamp_field=spec.get("timestamp_field"),
             created_timestamp_column=spec.get("created_timestamp_column"),
             upstream_fingerprints=spec.get("upstream_fingerprints", {}),
@@ -514,6 +526,33 @@ class FeatureView(Definition):
             tags=spec.get("tags", {}),
             location=loc,
         )
+
+
+PRESETS = ("@hourly", "@daily", "@weekly", "@monthly", "@quarterly", "@yearly")
+_CRON_FIELD = re.compile(r"^[\d*/,\-A-Za-z?]+$")
+
+
+def schedule_problem(schedule: object) -> str | None:
+    """Why ``schedule`` is not a valid schedule (None: it is). A cron preset, a five-field cron
+    expression, or a positive timedelta of whole seconds."""
+    if isinstance(schedule, timedelta):
+        if schedule <= timedelta(0) or schedule % timedelta(seconds=1):
+            return f"a timedelta schedule must be positive whole seconds, got {schedule}"
+        return None
+    if not isinstance(schedule, str):
+        return f"schedule must be a cron string such as '@daily' or '0 * * * *', or a timedelta; got {schedule!r}"
+    if schedule.startswith("@"):
+        return None if schedule in PRESETS else f"unknown schedule preset {schedule!r}; use one of {', '.join(PRESETS)}"
+    fields = schedule.split()
+    if len(fields) != 5 or not all(_CRON_FIELD.fullmatch(f) for f in fields):
+        return f"schedule {schedule!r} is not a cron expression of five fields (minute hour day month weekday)"
+    return None
+
+
+def _schedule(spec: Any) -> str | timedelta | None:
+    if spec is None or isinstance(spec, str):
+        return spec
+    return timedelta(seconds=spec["seconds"])
 
 
 def _thresholds(spec: dict[str, Any]) -> dict[str, Any]:

@@ -1,0 +1,1 @@
+"""Running feature pipelines on a scheduler. ``airflow``: DAGs built from the registry."""
