@@ -32,6 +32,7 @@ user_spend = FeatureView(
         Aggregation("txn_amount_1d", "max", timedelta(days=30)),
         Aggregation("txn_amount_1d", "count", timedelta(days=30), name="active_days_30d"),
     ],
+    schedule="@daily",
     description="30-day spend per user, from the daily transaction aggregates.",
     owner="risk@example.com",
 )
@@ -49,6 +50,7 @@ user_credit_usage = FeatureView(
     schema=[Field("spend_per_credit_point", Float64)],
     created_timestamp_column="created",
     ttl=timedelta(days=7),
+    schedule="@daily",
     # Checked by Great Expectations before every write; failing rows are set aside, not written
     # (`featurestore quarantine user_credit_usage` lists them).
     expectations=[

@@ -28,6 +28,7 @@ user_profile = FeatureView(
         Field("signup_channel", String),
     ],
     ttl=None,
+    schedule="@daily",  # Airflow runs it daily (dags/)
     description="Profile attributes, updated when the user edits them.",
     owner="growth@example.com",
     tags={"team": "growth"},
@@ -51,6 +52,7 @@ user_transactions = FeatureView(
         Field("foreign_txn_ratio_30d", Float64),
     ],
     ttl=timedelta(days=7),
+    schedule="@daily",  # Airflow runs it daily (dags/)
     description="Daily transaction aggregates per user.",
     owner="risk@example.com",
     tags={"team": "risk"},
@@ -73,6 +75,7 @@ user_web_sessions = FeatureView(
         Field("days_since_last_login", Int64),
     ],
     ttl=timedelta(days=7),
+    schedule="@daily",  # Airflow runs it daily (dags/)
     description="Daily web-session aggregates per user.",
     owner="growth@example.com",
 )
