@@ -14,6 +14,24 @@ class FeatureStoreError(Exception):
     transient: bool = False
 
 
+_TRANSIENT_ERRNOS = {"EIO", "ESTALE", "ETIMEDOUT", "ECONNRESET", "ECONNABORTED", "EAGAIN", "EBUSY", "ENETDOWN",
+                     "ENETUNREACH", "EHOSTUNREACH", "ENOLCK"}
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether retrying may succeed: a project error marked transient, or a dropped connection or
+    failing I/O of a (network) file system. A missing file or a bad definition is not transient."""
+    import errno
+
+    if isinstance(exc, FeatureStoreError):
+        return exc.transient
+    if isinstance(exc, ConnectionError | TimeoutError):
+        return True
+    if isinstance(exc, OSError) and exc.errno is not None:
+        return errno.errorcode.get(exc.errno, "") in _TRANSIENT_ERRNOS
+    return False
+
+
 class DefinitionError(FeatureStoreError):
     """A feature definition is invalid. Names the file, line and field when known."""
 

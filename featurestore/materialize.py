@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from sqlglot import exp
 
 from featurestore.definitions import FeatureView
-from featurestore.errors import FeatureStoreError, MaterializationError, ValidationError
+from featurestore.errors import MaterializationError, ValidationError, is_transient
 from featurestore.offline.sources import CREATED_TS, EVENT_TS
 from featurestore.offline.store import TIE_KEY, OfflineStore, newest, ts_literal, unpack
 from featurestore.online.codec import KeyCodec, ValueCodec
@@ -194,7 +194,7 @@ class _ViewRun:
         if not isinstance(exc, Exception) or isinstance(exc, MaterializationError | ValidationError):
             return exc
         error = MaterializationError(f"materialize {self.view.name} online, run {self.run_id}, failed: {exc}")
-        error.transient = isinstance(exc, FeatureStoreError) and exc.transient
+        error.transient = is_transient(exc)
         return error
 
     def _release(self) -> None:

@@ -26,7 +26,7 @@ from sqlglot import exp
 
 from featurestore.compile import Compiler, ViewLookup
 from featurestore.definitions import FeatureView
-from featurestore.errors import MaterializationError, ValidationError
+from featurestore.errors import MaterializationError, ValidationError, is_transient
 from featurestore.offline.sources import CREATED_TS, EVENT_TS, ORD, source_stats
 from featurestore.plan import storage_fingerprint
 from featurestore.registry import Registry, Run
@@ -120,7 +120,9 @@ class OfflineStore:
                 run_id, status="failed", message=f"{type(exc).__name__}: {exc}", started=began
             )
             if isinstance(exc, Exception) and not isinstance(exc, MaterializationError | ValidationError):
-                raise MaterializationError(f"materialize {view.name} run {run_id} failed: {exc}") from exc
+                error = MaterializationError(f"materialize {view.name} run {run_id} failed: {exc}")
+                error.transient = is_transient(exc)  # a dropped connection is worth a retry
+                raise error from exc
             raise
         return RunResult(run_id, view.name, rows, str(final), time.monotonic() - began)
 
