@@ -269,8 +269,9 @@ class FeatureStore:
             raise RetrievalError("pass a feature ref 'view:feature' or source=PATH")
         return chain(edges, feature)
 
-    def _window_rows(self, view: FeatureView, start: Any, end: Any) -> tuple[pa.Table, datetime, datetime]:
-        """The rows a snapshot of ``[start, end)`` would write (default: everything up to now)."""
+    def window_rows(self, view: FeatureView, start: Any, end: Any) -> tuple[pa.Table, datetime, datetime]:
+        """The rows a snapshot of ``[start, end)`` would write (default: everything up to now), and
+        the window as UTC datetimes. Writes nothing."""
         from featurestore.timeutil import to_naive_utc, to_utc
 
         start_utc = EARLIEST if start is None else to_utc(start)
@@ -289,7 +290,7 @@ class FeatureStore:
         from featurestore.validation import validate
 
         view = self.get_feature_view(view_name)
-        rows, start_utc, end_utc = self._window_rows(view, start, end)
+        rows, start_utc, end_utc = self.window_rows(view, start, end)
         results = []
         con = self._duckdb()
         try:
@@ -317,7 +318,7 @@ class FeatureStore:
         from featurestore.validation import expectations_code, suggest_expectations
 
         view = self.get_feature_view(view_name)
-        rows, start_utc, end_utc = self._window_rows(view, start, end)
+        rows, start_utc, end_utc = self.window_rows(view, start, end)
         if rows.num_rows == 0:
             raise RetrievalError(f"feature view {view_name!r} has no rows between {start_utc} and {end_utc}")
         since = "" if start is None else f" from {start_utc:%Y-%m-%d %H:%M}"

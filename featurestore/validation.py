@@ -302,12 +302,12 @@ class Checker:
         try:
             good, bad = apply_policy(result, rows)
         except ValidationError:
-            self._finish(view.name, run_id, result, record)
+            self.finish(view.name, run_id, result, record)
             raise
         if bad is not None and bad.num_rows:
             record["quarantine"] = str(self._quarantine(view, visible, result, run_id))
             record["quarantined_rows"] = bad.num_rows
-        self._finish(view.name, run_id, result, record)
+        self.finish(view.name, run_id, result, record)
         return good
 
     def check_sources(
@@ -321,7 +321,7 @@ class Checker:
                 continue
             result = self.source_result(con, compiler, view, alias, source, start, end)
             record = {**result.to_dict(), "stage": f"{stage}, source {source.path}"}
-            self._finish(view.name, run_id, result, record)
+            self.finish(view.name, run_id, result, record)
             if not result.success and result.policy == "fail":
                 raise ValidationError(result, result.explain())
 
@@ -347,7 +347,8 @@ class Checker:
         return validate(rows, source.expectations, subject=f"source {source.path!r} ({alias}) of feature view "
                         f"'{view.name}'", policy=policy, timestamp_column=source.timestamp_field, window_end=end)
 
-    def _finish(self, subject: str, run_id: str | None, result: ValidationResult, record: dict[str, Any]) -> None:
+    def finish(self, subject: str, run_id: str | None, result: ValidationResult, record: dict[str, Any]) -> None:
+        """Record a validation's outcome and, when something failed, raise its alert."""
         self.registry.record_validation(self.project, subject, run_id, record)
         if not result.success and self.alert is not None:
             self.alert(result, {**record, "run_id": run_id})

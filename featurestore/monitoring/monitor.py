@@ -129,7 +129,7 @@ def window_stats(store: FeatureStore, view: FeatureView, start: Any, end: Any) -
     if view.aggregations:
         raise MonitoringError(f"feature view {view.name!r} aggregates: compare its runs or a training set, "
                               "whose statistics hold the aggregates")
-    rows, _, _ = store._window_rows(view, start, end)
+    rows, _, _ = store.window_rows(view, start, end)
     if rows.num_rows == 0:
         raise MonitoringError(f"feature view {view.name!r} has no rows in {_window(start, end)}")
     return column_stats(rows, list(view.feature_names))

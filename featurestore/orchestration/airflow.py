@@ -154,7 +154,7 @@ def _transform(repo: Path, view: str, start: datetime, end: datetime) -> dict[st
     from featurestore import FeatureStore
 
     with FeatureStore(repo) as store:
-        rows, _, _ = store._window_rows(store.get_feature_view(view), start, end)
+        rows, _, _ = store.window_rows(store.get_feature_view(view), start, end)
         return {"rows": rows.num_rows}
 
 
@@ -172,7 +172,7 @@ def _validate(repo: Path, view: str, start: datetime, end: datetime) -> dict[str
         results = store.validate(view, start, end)
         failed = [r for r in results if not r.success and r.policy == "fail"]
         if failed:
-            store.checker._finish(view, None, failed[0], {**failed[0].to_dict(), "stage": "airflow validate"})
+            store.checker.finish(view, None, failed[0], {**failed[0].to_dict(), "stage": "airflow validate"})
             raise ValidationError(failed[0], "\n".join(r.explain() for r in failed))
         return {"expectations": sum(len(r.results) for r in results), "passed": all(r.success for r in results)}
 
