@@ -265,6 +265,18 @@ def _payloads(cfg: dict[str, Any], method: str, rng: random.Random, count: int) 
     return out
 
 
+def terminate(proc: subprocess.Popen[Any], timeout: float) -> None:
+    """SIGTERM, then SIGKILL if the process is still there after ``timeout`` seconds."""
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 class _Recorder:
     """Per call: when it ended (s since the common start), how long it took, its status, its kind."""
 
@@ -563,14 +575,7 @@ class FeatureServer:
 
     def stop(self) -> int | None:
         """SIGTERM (graceful drain), then SIGKILL after 15 s; returns the exit code."""
-        if self.proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        terminate(self.proc, 15)
         self._log.close()
         return self.proc.returncode
 
