@@ -337,16 +337,20 @@ class FeatureStore:
         views: Sequence[str] | None = None,
         *,
         progress: ViewProgress | None = None,
+        write_snapshot: bool = True,
     ) -> list[OnlineRunResult]:
         """Write each online view's latest row per entity with event time in ``[start, end)`` to
-        the online store, newest-wins. Each view is one run in the registry."""
+        the online store, newest-wins. Each view is one run in the registry. A transformed view's
+        window is first snapshotted offline (``write_snapshot=False`` skips that, for a caller that
+        has just written the same window with ``materialize_offline``)."""
         from featurestore.errors import MaterializationError
         from featurestore.timeutil import to_utc
 
         start_utc, end_utc = to_utc(start), to_utc(end)
         if end_utc <= start_utc:
             raise MaterializationError(f"materialize: end {end_utc} must be after start {start_utc}")
-        return self._materialize_online([(v, start_utc) for v in self._online_views(views)], end_utc, progress)
+        starts: list[tuple[FeatureView, datetime | None]] = [(v, start_utc) for v in self._online_views(views)]
+        return self._materialize_online(starts, end_utc, progress, write_snapshot=write_snapshot)
 
     def materialize_incremental(
         self,
@@ -380,7 +384,8 @@ class FeatureStore:
         return [v for v in targets if v.online]
 
     def _materialize_online(
-        self, starts: list[tuple[FeatureView, datetime | None]], end: datetime, progress: ViewProgress | None
+        self, starts: list[tuple[FeatureView, datetime | None]], end: datetime, progress: ViewProgress | None,
+        *, write_snapshot: bool = True,
     ) -> list[OnlineRunResult]:
         from featurestore.materialize import materialize_views
 
@@ -395,7 +400,7 @@ class FeatureStore:
             # A transformed view's rows are computed once, into an offline snapshot of the window,
             # and the online values are then read from it: both stores hold the same rows.
             for view, start, _ in jobs:
-                if view.file_source is None:
+                if view.file_source is None and write_snapshot:
                     offline.materialize(con, view, start or EARLIEST, end)
             # Rows leave in any order: the selection streams without keeping insertion order.
             con.execute("SET preserve_insertion_order = false")

@@ -189,7 +189,8 @@ def _materialize_online(repo: Path, view: str, start: datetime, end: datetime) -
     from featurestore import FeatureStore
 
     with FeatureStore(repo) as store:
-        runs = store.materialize(start, end, views=[view])
+        # write_offline has just snapshotted this window: the online values are read from it.
+        runs = store.materialize(start, end, views=[view], write_snapshot=False)
         return {"run_id": runs[0].run_id, "rows": runs[0].rows} if runs else {"rows": 0}
 
 
