@@ -64,6 +64,10 @@ def test_readme_example_applies_and_serves(repo: Path) -> None:
         # Transformed views got their offline snapshot of the window too; plain views did not.
         snapshots = {r.view for r in store.offline_runs() if r.kind == "offline" and r.status == "committed"}
         assert snapshots == {"txn_enriched", "big_txn", "in_cents"}
+        # A caller that has just snapshotted the window (the Airflow tasks) skips the second snapshot.
+        before = len(store.offline_runs())
+        store.materialize(T0, end, views=["txn_enriched"], write_snapshot=False)
+        assert [r.kind for r in store.offline_runs()[before:]] == ["online"]
         online = store.get_online_features(
             "model", [{"user_id": 1, "amount": 150.0}, {"user_id": 2, "amount": 5.0}]).to_dict()
         assert online == {
