@@ -33,10 +33,11 @@ class FeatureRequests(list["ViewRequest"]):
     """Per-view requests (a list, as before on-demand views existed) plus the on-demand part."""
 
     def __init__(self, views: Sequence[ViewRequest], on_demand: Sequence[OnDemandRequest] = (),
-                 hidden: Sequence[str] = ()) -> None:
+                 hidden: Sequence[str] = (), service: FeatureService | None = None) -> None:
         super().__init__(views)
         self.on_demand: list[OnDemandRequest] = list(on_demand)
         self.hidden: list[str] = list(hidden)
+        self.service = service  # the feature service asked for, if one was (its imputation applies)
 
 
 @dataclass
@@ -64,6 +65,7 @@ def resolve_features(
 
     on_demand = on_demand or {}
     wanted = _Wanted()
+    service: FeatureService | None = None
     if isinstance(features, FeatureService) or (isinstance(features, str) and ":" not in features):
         service = features if isinstance(features, FeatureService) else get_service(features)
         for proj in service.projections:
@@ -137,4 +139,4 @@ def resolve_features(
             inputs.append((fld.name, fld.name))
         odfv_requests.append(OnDemandRequest(odfv, tuple(feats), outputs[name], tuple(inputs)))
     requests = [ViewRequest(views[n], tuple(f), tuple(o)) for n, (f, o) in per_view.items()]
-    return FeatureRequests(requests, odfv_requests, hidden)
+    return FeatureRequests(requests, odfv_requests, hidden, service)

@@ -426,7 +426,7 @@ class FeatureStore:
         requests = self._resolve_cached(features, full_feature_names)
         response = read_online(self.online_store, self.project, requests, entity_rows)
         response = add_to_response(response, requests.on_demand, requests.hidden)
-        service = self._service_of(features)
+        service = requests.service  # resolved with the requests: no registry read per call
         if service is not None and service.imputation:
             from featurestore.imputation import fill_response, targets
 
@@ -579,7 +579,7 @@ class FeatureStore:
         if training_set is not None:
             from featurestore.imputation import fill_frame, targets
 
-            service = self._service_of(features)
+            service = requests.service
             if service is None:
                 raise RetrievalError("training_set= fills a feature service's features: pass the service")
             fitted = self.training_sets.imputation(service, training_set)

@@ -170,7 +170,7 @@ class FeatureStoreServicer(pb_grpc.FeatureStoreServiceServicer):
             features = _features(request)
             snapshot = self.registry.snapshot
             requests = snapshot.resolve(features, request.full_feature_names)
-            service = snapshot.service(features) if isinstance(features, str) else None
+            service = requests.service
             imputed = service is not None and bool(service.imputation)
             if request.request_data and not requests.on_demand:
                 names = sorted(request.request_data)
