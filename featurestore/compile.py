@@ -128,6 +128,15 @@ class Compiler:
             select.append(exp.alias_(exp.column(CREATED_TS, "r", quoted=True), upstream.created_column, quoted=True))
         return exp.select(*select).from_(rows.subquery("r"))
 
+    def input_columns(self, con: duckdb.DuckDBPyConnection, view: FeatureView) -> dict[str, dict[str, str]]:
+        """Each input's column names and DuckDB types, by the name the transformation uses (a query
+        with no rows: reads file metadata, runs a Polars input once)."""
+        columns = {}
+        for alias in view.inputs:
+            rel = con.sql(self.input_table(con, view, alias, seen=(view.name,)).limit(0).sql("duckdb"))
+            columns[alias] = dict(zip(rel.columns, [str(t) for t in rel.types], strict=True))
+        return columns
+
     def _polars_output(
         self, con: duckdb.DuckDBPyConnection, view: FeatureView, function: UserFunction, seen: tuple[str, ...]
     ) -> exp.Query:

@@ -146,10 +146,7 @@ def _view_edges(compiler: Compiler, con: duckdb.DuckDBPyConnection, views: Mappi
     from featurestore.definitions import FileSource
     from featurestore.definitions.transformation import SqlTransformation, UserFunction, window_label
 
-    inputs: dict[str, dict[str, str]] = {}
-    for alias in view.inputs:
-        rel = con.sql(compiler.input_table(con, view, alias, seen=(view.name,)).limit(0).sql("duckdb"))
-        inputs[alias] = dict(zip(rel.columns, [str(t) for t in rel.types], strict=True))
+    inputs = compiler.input_columns(con, view)
 
     def up(alias: str, column: str) -> LineageNode:
         real = {c.lower(): c for c in inputs[alias]}.get(column.lower(), column)

@@ -307,12 +307,8 @@ def _check_sql_columns(compiler: Any, con: Any, view: FeatureView) -> None:
     from featurestore.compile import substitute_tables
     from featurestore.definitions.transformation import SqlTransformation
 
-    tables: dict[str, Any] = {}
-    inputs = {}
-    for alias in view.inputs:
-        inputs[alias] = compiler.input_table(con, view, alias, seen=(view.name,))
-        rel = con.sql(inputs[alias].limit(0).sql("duckdb"))
-        tables[alias] = dict(zip(rel.columns, [str(t) for t in rel.types], strict=True))
+    inputs = {alias: compiler.input_table(con, view, alias, seen=(view.name,)) for alias in view.inputs}
+    tables: dict[str, Any] = compiler.input_columns(con, view)
     tree = SqlTransformation(view.sql or "", view.location).tree
     substitute_tables(tree, inputs, view)  # unknown tables first: they would read as unknown columns
     try:
