@@ -26,11 +26,11 @@ from featurestore.errors import DefinitionError, SourceError
 from featurestore.offline.sources import (
     CREATED_TS,
     EVENT_TS,
-    MIN_TS,
     ORD,
     register_csv,
     resolve_files,
     source_relation,
+    timestamp_columns,
 )
 
 if TYPE_CHECKING:
@@ -38,7 +38,6 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
 ViewLookup = Callable[[str], FeatureView]
-_TS = exp.DataType.build("TIMESTAMP")
 
 
 class Compiler:
@@ -199,13 +198,9 @@ def _rows_of(output: exp.Query, view: FeatureView, columns: Sequence[str], *, wi
     hash of the row's values: a query keeps no file order."""
     wanted = [c for c in dict.fromkeys(columns) if c != view.timestamp_column]
     select: list[exp.Expr] = [exp.column(c, "t", quoted=True) for c in wanted]
-    select.append(exp.alias_(exp.cast(exp.column(view.timestamp_column, "t", quoted=True), _TS), EVENT_TS,
-                             quoted=True))
-    minimum = exp.cast(exp.Literal.string(MIN_TS), _TS)
-    created: exp.Expr = minimum
-    if view.created_column:
-        created = exp.func("coalesce", exp.cast(exp.column(view.created_column, "t", quoted=True), _TS), minimum)
-    select.append(exp.alias_(created, CREATED_TS, quoted=True))
+    created = view.created_column
+    select += timestamp_columns(exp.column(view.timestamp_column, "t", quoted=True),
+                                None if created is None else exp.column(created, "t", quoted=True))
     if with_order:
         values: list[exp.Expr] = [exp.column(c, "t", quoted=True) for c in wanted] or [exp.Literal.number(0)]
         digest = exp.BitwiseRightShift(this=exp.func("hash", *values), expression=exp.Literal.number(1))

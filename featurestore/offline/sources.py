@@ -80,10 +80,14 @@ def source_schema(source: FileSource, repo_path: Path) -> pa.Schema:
         raise SourceError(f"source {source.path!r}: cannot read {files[0]}: {exc}") from None
 
 
-def _timestamp_expr(column: str, arrow_type: pa.DataType | None) -> exp.Expr:
-    """A column as a naive UTC microsecond TIMESTAMP, whatever its stored form."""
-    col = exp.column(column, quoted=True)
-    return exp.cast(col, exp.DataType.build("TIMESTAMP"))
+def timestamp_columns(event: exp.Column, created: exp.Column | None) -> list[exp.Expr]:
+    """``__event_ts`` and ``__created_ts`` as naive UTC ``TIMESTAMP``s from a row's timestamp
+    columns, whatever their stored form; a missing created time is the lowest, so it loses ties."""
+    timestamp = exp.DataType.build("TIMESTAMP")
+    lowest = exp.cast(exp.Literal.string(MIN_TS), timestamp)
+    created_ts = lowest if created is None else exp.func("coalesce", exp.cast(created, timestamp), lowest)
+    return [exp.alias_(exp.cast(event, timestamp), EVENT_TS, quoted=True),
+            exp.alias_(created_ts, CREATED_TS, quoted=True)]
 
 
 def source_relation(
@@ -102,16 +106,9 @@ def source_relation(
     files = resolve_files(source, repo_path)
     wanted = [c for c in dict.fromkeys(columns) if c not in (source.timestamp_field,)]
     select: list[exp.Expr] = [exp.column(c, quoted=True) for c in wanted]
-    select.append(exp.alias_(_timestamp_expr(source.timestamp_field, None), EVENT_TS, quoted=True))
-    if source.created_timestamp_column:
-        created = exp.func(
-            "coalesce",
-            _timestamp_expr(source.created_timestamp_column, None),
-            exp.cast(exp.Literal.string(MIN_TS), exp.DataType.build("TIMESTAMP")),
-        )
-    else:
-        created = exp.cast(exp.Literal.string(MIN_TS), exp.DataType.build("TIMESTAMP"))
-    select.append(exp.alias_(created, CREATED_TS, quoted=True))
+    created = source.created_timestamp_column
+    select += timestamp_columns(exp.column(source.timestamp_field, quoted=True),
+                                None if created is None else exp.column(created, quoted=True))
 
     if source.format == "parquet":
         table: exp.Expr = exp.func(

@@ -27,7 +27,7 @@ from sqlglot import exp
 from featurestore.compile import Compiler, ViewLookup
 from featurestore.definitions import FeatureView
 from featurestore.errors import MaterializationError, ValidationError, is_transient
-from featurestore.offline.sources import CREATED_TS, EVENT_TS, ORD, source_stats
+from featurestore.offline.sources import CREATED_TS, EVENT_TS, MIN_TS, ORD, source_stats
 from featurestore.plan import storage_fingerprint
 from featurestore.registry import Registry, Run
 from featurestore.timeutil import to_naive_utc
@@ -41,7 +41,6 @@ if TYPE_CHECKING:
 DATE_PART = "__date"
 TIE_KEY = "__tie"
 _MAX_TS = "9999-12-31 23:59:59"
-_MIN_TS = "0001-01-01 00:00:00"
 # Ingestion order of pushed rows: above every source row (file index << 40), then by push.
 _PUSH_ORDER = 1 << 61
 _PUSH_STRIDE = 1 << 32
@@ -290,7 +289,7 @@ class OfflineStore:
             created = CREATED_TS if _has_column(run.location, CREATED_TS) else None
             select: list[exp.Expr] = [exp.column(c, quoted=True) for c in [*wanted, EVENT_TS]]
             select.append(exp.alias_(
-                exp.column(created, quoted=True) if created else ts_literal(_MIN_TS), CREATED_TS, quoted=True
+                exp.column(created, quoted=True) if created else ts_literal(MIN_TS), CREATED_TS, quoted=True
             ))
             if needs_tie:
                 order = ORD if view.aggregations and _has_column(run.location, ORD) else None
@@ -433,7 +432,7 @@ def _tie(event: str, created: str | None, order: str | exp.Expr | None) -> exp.E
         exp.PropertyEQ(this=exp.to_identifier("e"), expression=exp.column(event, quoted=True)),
         exp.PropertyEQ(
             this=exp.to_identifier("c"),
-            expression=exp.column(created, quoted=True) if created else ts_literal(_MIN_TS),
+            expression=exp.column(created, quoted=True) if created else ts_literal(MIN_TS),
         ),
         exp.PropertyEQ(
             this=exp.to_identifier("o"),
