@@ -74,6 +74,7 @@ class OfflineStore:
         self.checker: Checker | None = None
         # Footer statistics per view, read once per store (a store lives for one call).
         self._stats: dict[str, tuple[int, datetime, datetime] | None] = {}
+        self._columns: dict[str, frozenset[str]] = {}
 
     def _applied_view(self, name: str) -> FeatureView:
         from featurestore.definitions import definition_from_spec
@@ -252,6 +253,12 @@ class OfflineStore:
             if r.storage_fingerprint == current
         ]
 
+    def _run_columns(self, location: str) -> frozenset[str]:
+        """A run's stored columns, read once per store (a store lives for one call)."""
+        if location not in self._columns:
+            self._columns[location] = _read_columns(location)
+        return self._columns[location]
+
     def row_stats(self, view: FeatureView) -> tuple[int, datetime, datetime] | None:
         """Row count and event-time span of the view's source, from Parquet footers (None: unknown)."""
         if view.name not in self._stats:
@@ -285,14 +292,15 @@ class OfflineStore:
                 exp.Literal.string(str(Path(run.location) / "**" / "*.parquet")),
                 exp.EQ(this=exp.column("hive_partitioning"), expression=exp.false()),
             )
+            stored = self._run_columns(run.location)
             # Snapshots written before they kept the created time read as the lowest one.
-            created = CREATED_TS if _has_column(run.location, CREATED_TS) else None
+            created = CREATED_TS if CREATED_TS in stored else None
             select: list[exp.Expr] = [exp.column(c, quoted=True) for c in [*wanted, EVENT_TS]]
             select.append(exp.alias_(
                 exp.column(created, quoted=True) if created else ts_literal(MIN_TS), CREATED_TS, quoted=True
             ))
             if needs_tie:
-                order = ORD if view.aggregations and _has_column(run.location, ORD) else None
+                order = ORD if view.aggregations and ORD in stored else None
                 select.append(exp.alias_(_tie(EVENT_TS, created, order), TIE_KEY, quoted=True))
             parts.append(exp.select(*select).from_(files).where(_in_interval(lo, hi)))
         if remainder:
@@ -332,12 +340,12 @@ def stored_columns(view: FeatureView) -> tuple[str, ...]:
     return tuple(f.name for f in view.input_fields) if view.aggregations else view.feature_names
 
 
-def _has_column(location: str, column: str) -> bool:
-    """Whether a run's Parquet files hold ``column`` (read from one file's footer)."""
+def _read_columns(location: str) -> frozenset[str]:
+    """The columns a run's Parquet files hold, from one file's footer."""
     import pyarrow.parquet as pq
 
     first = next(Path(location).rglob("*.parquet"), None)
-    return first is not None and column in pq.read_schema(first).names
+    return frozenset() if first is None else frozenset(pq.read_schema(first).names)
 
 
 def _arange(n: int) -> pa.Array:
