@@ -132,6 +132,9 @@ class Definition:
     kind: ClassVar[str]
     name: str
     location: Location
+    description: str
+    owner: str
+    tags: Mapping[str, str]
 
     def to_spec(self) -> dict[str, Any]:
         raise NotImplementedError
@@ -159,6 +162,12 @@ class Definition:
             cached = hash((self.kind, self.name, self.data_fingerprint, self.metadata_fingerprint))
             object.__setattr__(self, "_hash", cached)
         return cached
+
+    def check_metadata(self, obj: str) -> None:
+        """Check the description and owner every definition has, and freeze its tags."""
+        check_text(self.description, field="description", location=self.location, obj=obj)
+        check_text(self.owner, field="owner", location=self.location, obj=obj)
+        object.__setattr__(self, "tags", freeze_tags(self.tags, location=self.location, obj=obj))
 
     def error(self, message: str, *, field: str | None = None) -> DefinitionError:
         """An error about this definition, pointing at the line that built it."""

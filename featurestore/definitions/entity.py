@@ -12,8 +12,6 @@ from featurestore.definitions.base import (
     as_tuple,
     caller_location,
     check_name,
-    check_text,
-    freeze_tags,
 )
 
 
@@ -54,9 +52,7 @@ class Entity(Definition):
         if len(set(keys)) != len(keys):
             raise self.error(f"join keys repeat a name: {list(keys)}", field="join_keys")
         object.__setattr__(self, "join_keys", keys)
-        check_text(self.description, field="description", location=loc, obj=obj)
-        check_text(self.owner, field="owner", location=loc, obj=obj)
-        object.__setattr__(self, "tags", freeze_tags(self.tags, location=loc, obj=obj))
+        self.check_metadata(obj)
 
     @property
     def keys(self) -> tuple[str, ...]:

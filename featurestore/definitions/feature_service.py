@@ -13,8 +13,6 @@ from featurestore.definitions.base import (
     as_tuple,
     caller_location,
     check_name,
-    check_text,
-    freeze_tags,
 )
 from featurestore.definitions.feature_view import FeatureView, FeatureViewProjection
 from featurestore.definitions.imputation import Impute
@@ -80,9 +78,7 @@ class FeatureService(Definition):
                 raise self.error(f"imputation of {ref!r}: the service has no view {ref.split(':')[0]!r}",
                                  field="imputation")
         object.__setattr__(self, "imputation", MappingProxyType(dict(sorted(self.imputation.items()))))
-        check_text(self.description, field="description", location=loc, obj=obj)
-        check_text(self.owner, field="owner", location=loc, obj=obj)
-        object.__setattr__(self, "tags", freeze_tags(self.tags, location=loc, obj=obj))
+        self.check_metadata(obj)
 
     @property
     def projections(self) -> tuple[FeatureViewProjection, ...]:

@@ -214,9 +214,7 @@ class FeatureView(Definition):
                 )
         if not isinstance(self.online, bool):
             raise self.error(f"online must be True or False, got {self.online!r}", field="online")
-        check_text(self.description, field="description", location=loc, obj=obj)
-        check_text(self.owner, field="owner", location=loc, obj=obj)
-        object.__setattr__(self, "tags", freeze_tags(self.tags, location=loc, obj=obj))
+        self.check_metadata(obj)
 
     def _check_inputs(self) -> None:
         if self.sources and self.source is not None:

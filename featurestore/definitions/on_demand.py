@@ -26,8 +26,6 @@ from featurestore.definitions.base import (
     as_tuple,
     caller_location,
     check_name,
-    check_text,
-    freeze_tags,
 )
 from featurestore.definitions.feature_view import FeatureView, FeatureViewProjection, Field
 from featurestore.definitions.transformation import UserFunction
@@ -110,9 +108,7 @@ class OnDemandFeatureView(Definition):
         if repeated:
             raise self.error(f"input name(s) {repeated} come from more than one source; project views with "
                              "view[[...]] so each input name is unique", field="sources")
-        check_text(self.description, field="description", location=loc, obj=obj)
-        check_text(self.owner, field="owner", location=loc, obj=obj)
-        object.__setattr__(self, "tags", freeze_tags(self.tags, location=loc, obj=obj))
+        self.check_metadata(obj)
 
     @property
     def features(self) -> tuple[Field, ...]:

@@ -11,8 +11,6 @@ from featurestore.definitions.base import (
     Location,
     caller_location,
     check_name,
-    check_text,
-    freeze_tags,
 )
 from featurestore.definitions.expectations import Expectation, check_expectations
 from featurestore.errors import DefinitionError
@@ -86,9 +84,7 @@ class FileSource(Definition):
             )
         object.__setattr__(self, "file_format", fmt)
         object.__setattr__(self, "expectations", check_expectations(self.expectations, owner=obj, location=loc))
-        check_text(self.description, field="description", location=loc, obj=obj)
-        check_text(self.owner, field="owner", location=loc, obj=obj)
-        object.__setattr__(self, "tags", freeze_tags(self.tags, location=loc, obj=obj))
+        self.check_metadata(obj)
 
     @property
     def format(self) -> str:
