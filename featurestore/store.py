@@ -272,10 +272,9 @@ class FeatureStore:
     def window_rows(self, view: FeatureView, start: Any, end: Any) -> tuple[pa.Table, datetime, datetime]:
         """The rows a snapshot of ``[start, end)`` would write (default: everything up to now), and
         the window as UTC datetimes. Writes nothing."""
-        from featurestore.timeutil import to_naive_utc, to_utc
+        from featurestore.timeutil import to_naive_utc
 
-        start_utc = EARLIEST if start is None else to_utc(start)
-        end_utc = datetime.now(UTC) if end is None else to_utc(end)
+        start_utc, end_utc = _window(start, end)
         con = self._duckdb()
         try:
             offline = self._offline()
@@ -287,30 +286,25 @@ class FeatureStore:
     def validate(self, view_name: str, start: Any = None, end: Any = None) -> list[ValidationResult]:
         """Check a view's sources and rows in ``[start, end)`` against their expectations, writing
         nothing and recording nothing: the results, sources first."""
-        from featurestore.validation import validate
+        from featurestore.validation import validate_view, visible_rows
 
         view = self.get_feature_view(view_name)
-        rows, start_utc, end_utc = self.window_rows(view, start, end)
+        sources = [(a, s) for a, s in view.inputs.items() if not isinstance(s, str) and s.expectations]
+        if not view.expectations and not sources:
+            raise RetrievalError(f"feature view {view_name!r} declares no expectations (nor do its sources); "
+                                 f"'featurestore profile {view_name}' suggests some")
+        start_utc, end_utc = _window(start, end)
         results = []
         con = self._duckdb()
         try:
-            checker = self.checker
-            for alias, source in view.inputs.items():
-                if isinstance(source, str) or not source.expectations:
-                    continue
-                results.append(checker.source_result(con, self._offline().compiler, view, alias, source,
-                                                     start_utc, end_utc))
+            checker, compiler = self.checker, self._offline().compiler
+            for alias, source in sources:
+                results.append(checker.source_result(con, compiler, view, alias, source, start_utc, end_utc))
         finally:
             con.close()
         if view.expectations:
-            from featurestore.validation import visible_rows
-
-            results.append(validate(visible_rows(view, rows), view.expectations, subject=f"feature view '{view.name}'",
-                                    policy=view.on_failure, timestamp_column=view.timestamp_column,
-                                    window_end=end_utc))
-        if not results:
-            raise RetrievalError(f"feature view {view_name!r} declares no expectations (nor do its sources); "
-                                 f"'featurestore profile {view_name}' suggests some")
+            rows, _, _ = self.window_rows(view, start_utc, end_utc)
+            results.append(validate_view(view, visible_rows(view, rows), end_utc))
         return results
 
     def profile(self, view_name: str, start: Any = None, end: Any = None) -> str:
@@ -592,6 +586,13 @@ class FeatureStore:
         on_demand = {v.name: v for v in self.list_on_demand_feature_views()}
         return resolve_features(features, views, self.get_feature_service, full_feature_names=full_feature_names,
                                 on_demand=on_demand)
+
+
+def _window(start: Any, end: Any) -> tuple[datetime, datetime]:
+    """A window as UTC datetimes: no start is the beginning, no end is now."""
+    from featurestore.timeutil import to_utc
+
+    return EARLIEST if start is None else to_utc(start), datetime.now(UTC) if end is None else to_utc(end)
 
 
 def to_arrow_table(data: Any) -> pa.Table:

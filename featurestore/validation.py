@@ -148,6 +148,12 @@ def validate(
     return ValidationResult(subject, policy, table.num_rows, out, sorted(failed), failed)
 
 
+def validate_view(view: FeatureView, visible: pa.Table, window_end: datetime | None) -> ValidationResult:
+    """A view's expectations on its rows as users see them (``visible_rows``), under its policy."""
+    return validate(visible, view.expectations, subject=f"feature view '{view.name}'", policy=view.on_failure,
+                    timestamp_column=view.timestamp_column, window_end=window_end)
+
+
 def apply_policy(result: ValidationResult, table: pa.Table) -> tuple[pa.Table, pa.Table | None]:
     """The rows to write and the rows to keep aside (quarantine), or ``ValidationError``."""
     import pyarrow as pa
@@ -296,8 +302,7 @@ class Checker:
         if not view.expectations:
             return rows
         visible = visible_rows(view, rows)
-        result = validate(visible, view.expectations, subject=f"feature view '{view.name}'", policy=view.on_failure,
-                          timestamp_column=view.timestamp_column, window_end=window_end)
+        result = validate_view(view, visible, window_end)
         record = {**result.to_dict(), "stage": stage}
         try:
             good, bad = apply_policy(result, rows)
