@@ -30,26 +30,34 @@ if TYPE_CHECKING:
     from featurestore.online.embedded import EmbeddedServer
 
 # KEYS: the keys. ARGV[1]: seconds to live (0: no expiry). ARGV[2]: "1" when the server has
-# MSETEX. ARGV[i + 2]: the value for KEYS[i]. Returns how many values were accepted.
+# MSETEX. ARGV[3]: "1" when no key repeats in this call. ARGV[i + 3]: the value for KEYS[i].
+# Returns how many values were accepted.
 # One MGET, the version checks, then one MSET/MSETEX: per-key redis.call()s cost more than the
 # checks (2.5-3.4 us a key against about 1.7). Versions are compared as numbers: exact for
 # microsecond times before the year 2255. A key repeated in one call is compared with its pending
-# value, so the newest (or, on ties, the last) wins as if written one by one.
+# value, so the newest (or, on ties, the last) wins as if written one by one; calls whose keys are
+# all distinct (materialization: one row per entity) skip that bookkeeping, 15-20% of the script.
 NEWEST_WINS = """
 local ttl = tonumber(ARGV[1])
+local unique = ARGV[3] == '1'
 local current = redis.call('MGET', unpack(KEYS))
+local unpack_version = struct.unpack
 local pending = {}
-local args = {}
+local args = {0}
+local n = 1
 local accepted = 0
 for i = 1, #KEYS do
-  local key, new = KEYS[i], ARGV[i + 2]
-  local at = pending[key]
+  local new = ARGV[i + 3]
   local old = current[i]
-  if at then old = args[at] end
+  local at = nil
+  if not unique then
+    at = pending[KEYS[i]]
+    if at then old = args[at] end
+  end
   local newer = (not old) or #old < 16
   if not newer then
-    local oe, oc = struct.unpack('>i8>i8', old)
-    local ne, nc = struct.unpack('>i8>i8', new)
+    local oe, oc = unpack_version('>i8>i8', old)
+    local ne, nc = unpack_version('>i8>i8', new)
     newer = ne > oe or (ne == oe and nc >= oc)
   end
   if newer then
@@ -57,22 +65,23 @@ for i = 1, #KEYS do
     if at then
       args[at] = new
     else
-      args[#args + 1] = key
-      args[#args + 1] = new
-      pending[key] = #args
+      args[n + 1] = KEYS[i]
+      args[n + 2] = new
+      n = n + 2
+      if not unique then pending[KEYS[i]] = n end
     end
   end
 end
-if #args > 0 then
+if n > 1 then
   if ttl == 0 then
-    redis.call('MSET', unpack(args))
+    redis.call('MSET', unpack(args, 2, n))
   elseif ARGV[2] == '1' then
-    table.insert(args, 1, #args / 2)
-    args[#args + 1] = 'EX'
-    args[#args + 1] = ttl
-    redis.call('MSETEX', unpack(args))
+    args[1] = (n - 1) / 2
+    args[n + 1] = 'EX'
+    args[n + 2] = ttl
+    redis.call('MSETEX', unpack(args, 1, n + 2))
   else
-    for j = 1, #args, 2 do
+    for j = 2, n, 2 do
       redis.call('SET', args[j], args[j + 1], 'EX', ttl)
     end
   end
@@ -263,19 +272,24 @@ class _Calls:
     """One batch's keys and values framed in the Redis protocol, to send in slices as script calls."""
 
     def __init__(self, keys: pa.Array, values: pa.Array, ttl: bytes) -> None:
+        import pyarrow.compute as pc
+
         self.key_data, self.key_offsets = _frames(keys)
         self.value_data, self.value_offsets = _frames(values)
         self.ttl_frame = b"$%d\r\n%s\r\n" % (len(ttl), ttl)
+        # Distinct keys (about 2 ms per 50k): the script then skips tracking repeats within a call.
+        self.unique = len(keys) < 2 or pc.count_distinct(keys).as_py() == len(keys)
 
     def command(self, sha: bytes, msetex: bool, a: int, b: int) -> list[Any]:
-        """``EVALSHA sha n key... ttl msetex value...`` for rows ``[a, b)``."""
+        """``EVALSHA sha n key... ttl msetex unique value...`` for rows ``[a, b)``."""
         count = b"%d" % (b - a)
-        head = b"*%d\r\n$7\r\nEVALSHA\r\n$40\r\n%s\r\n$%d\r\n%s\r\n" % (5 + 2 * (b - a), sha, len(count), count)
+        head = b"*%d\r\n$7\r\nEVALSHA\r\n$40\r\n%s\r\n$%d\r\n%s\r\n" % (6 + 2 * (b - a), sha, len(count), count)
         return [
             head,
             self.key_data[self.key_offsets[a] : self.key_offsets[b]],
             self.ttl_frame,
             b"$1\r\n1\r\n" if msetex else b"$1\r\n0\r\n",
+            b"$1\r\n1\r\n" if self.unique else b"$1\r\n0\r\n",
             self.value_data[self.value_offsets[a] : self.value_offsets[b]],
         ]
 
