@@ -554,12 +554,11 @@ def serve(
     drain_seconds: float, log_level: str, workers: int, reuse_port: bool, log_sample: float,
 ) -> None:
     """Run the gRPC feature server until SIGTERM or Ctrl-C."""
-    import asyncio
     import os
     from pathlib import Path
 
     try:
-        from featurestore_server.app import ServerOptions, configure_logging
+        from featurestore_server.app import ServerOptions, configure_logging, event_loop_runner
         from featurestore_server.app import serve as run_server
     except ImportError as exc:
         raise click.ClickException(
@@ -580,7 +579,8 @@ def serve(
         click.echo(f"Serving {repo or ctx.obj.get('repo') or '.'} on {host}:{bound}", err=False)
         sys.stdout.flush()
 
-    asyncio.run(run_server(repo or ctx.obj.get("repo"), options, on_ready=ready))
+    with event_loop_runner() as runner:
+        runner.run(run_server(repo or ctx.obj.get("repo"), options, on_ready=ready))
     # Calls cut off by the drain may leave a worker thread in a long query: do not wait for it.
     sys.stdout.flush()
     sys.stderr.flush()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from featurestore.definitions import FeatureService, FeatureView, OnDemandFeatureView
 from featurestore.errors import RetrievalError
@@ -38,6 +38,9 @@ class FeatureRequests(list["ViewRequest"]):
         self.on_demand: list[OnDemandRequest] = list(on_demand)
         self.hidden: list[str] = list(hidden)
         self.service = service  # the feature service asked for, if one was (its imputation applies)
+        # How to read these online (online.retrieval.view_plans), worked out on first use and kept
+        # with the requests: the feature server keeps resolved requests per request shape.
+        self.online_plans: tuple[str, tuple[Any, ...]] | None = None
 
 
 @dataclass

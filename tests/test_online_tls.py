@@ -107,3 +107,44 @@ def test_plain_connection_to_a_tls_port_fails_clearly(
         store.apply()
         with pytest.raises(MaterializationError, match=r"cannot write to the online store, redis://:\*\*\*@127\.0\.0\.1"):
             store.materialize(NOW - timedelta(days=1), NOW + timedelta(seconds=1))
+
+
+def test_the_feature_servers_reader_over_tls(
+    make_repo: RepoFactory, tls_server: tuple[int, Path], project_name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The server's pipelined reader speaks TLS and AUTH from the same URL; a wrong password is a
+    connection error (the server answers UNAVAILABLE) that names authentication, not the password."""
+    import asyncio
+
+    import redis
+
+    from featurestore.online.redis import AsyncRedisReader
+
+    port, ca = tls_server
+    repo = make_repo(
+        {"defs.py": BASIC_DEFS.format(ttl="None")},
+        {"data/events.parquet": events([(1, NOW - timedelta(hours=1), None, 1.5, "a")])},
+        config=(f"project: {project_name}\nonline_store:\n"
+                f"  url: rediss://:${{FS_TEST_TLS_PASSWORD}}@127.0.0.1:{port}/0?ssl_ca_certs={ca}\n"),
+    )
+    monkeypatch.setenv("FS_TEST_TLS_PASSWORD", "tls-secret")
+    with FeatureStore(repo) as store:
+        store.apply()
+        store.materialize(NOW - timedelta(days=1), NOW)
+        key = f"{project_name}:stats:{{1}}".encode()
+
+        async def read(config: object) -> tuple[bool, list[list[bytes | None]]]:
+            reader = AsyncRedisReader.from_config(config, timeout=2)  # type: ignore[arg-type]
+            try:
+                return await reader.ping(), await reader.read([[key], [b"missing"]])
+            finally:
+                await reader.close()
+
+        up, [[value], [missing]] = asyncio.run(read(store.config))
+        assert up and missing is None
+        assert value is not None and value == redis.Redis.from_url(
+            f"rediss://:tls-secret@127.0.0.1:{port}/0?ssl_ca_certs={ca}").get(key)
+    monkeypatch.setenv("FS_TEST_TLS_PASSWORD", "wrong")
+    with FeatureStore(repo) as store, pytest.raises(redis.AuthenticationError) as info:
+        asyncio.run(read(store.config))
+    assert isinstance(info.value, redis.ConnectionError) and "wrong" not in str(info.value)

@@ -403,7 +403,12 @@ def _frames(arr: pa.Array) -> tuple[memoryview, Any]:
 
 
 class AsyncRedisReader:
-    """Reads for the asyncio feature server: the same one-round-trip ``MGET`` pipeline as ``read``."""
+    """Reads for the asyncio feature server: the same one-round-trip ``MGET`` as ``read``.
+
+    A standalone server (the embedded one, or a ``redis://``/``rediss://``/``unix://`` URL) is read
+    through one pipelined connection (``featurestore.online.pipelined``: a quarter of redis-py's
+    CPU per call); a cluster through redis-py's asyncio cluster client.
+    """
 
     def __init__(self, client: Any, target: _Target) -> None:
         self.client = client
@@ -413,25 +418,22 @@ class AsyncRedisReader:
 
     @classmethod
     def from_config(cls, config: RepoConfig, *, timeout: float = 5.0, max_connections: int = 256) -> AsyncRedisReader:
-        from redis import asyncio as aioredis
-        from redis.asyncio.cluster import RedisCluster
+        from featurestore.online.pipelined import PipelinedReader
 
-        from featurestore.online.embedded import no_retry
-
-        # No retries: the server answers UNAVAILABLE within the caller's deadline instead. A burst
-        # above the pool size waits for a connection (up to the timeout) instead of failing.
-        options: dict[str, Any] = {"socket_connect_timeout": timeout, "socket_timeout": timeout, "retry": no_retry()}
-        pool_options = {**options, "max_connections": max_connections, "timeout": timeout}
         target = _Target.of(config)
         client: Any
         if target.url is None:
-            pool = aioredis.BlockingConnectionPool(**target.server_kwargs, **pool_options)
-            client = aioredis.Redis(connection_pool=pool)
+            client = PipelinedReader(**target.server_kwargs, timeout=timeout)
         elif target.cluster:
-            client = RedisCluster.from_url(target.url, max_connections=max_connections, **options)
+            from redis.asyncio.cluster import RedisCluster
+
+            from featurestore.online.embedded import no_retry
+
+            # No retries: the server answers UNAVAILABLE within the caller's deadline instead.
+            client = RedisCluster.from_url(target.url, max_connections=max_connections, socket_connect_timeout=timeout,
+                                           socket_timeout=timeout, retry=no_retry())
         else:
-            pool = aioredis.BlockingConnectionPool.from_url(target.url, **pool_options)
-            client = aioredis.Redis(connection_pool=pool)
+            client = PipelinedReader(target.url, timeout=timeout)
         return cls(client, target)
 
     async def read(self, keys: Sequence[Sequence[bytes]]) -> list[list[bytes | None]]:

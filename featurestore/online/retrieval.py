@@ -110,48 +110,43 @@ class OnlineRead:
     """One online lookup: the keys to read (checked up front) and how to decode what comes back.
 
     Separate from the read itself so the async feature server shares it with the in-process path.
+    What depends only on the request's shape (codecs, feature positions, max ages) is worked out
+    once per ``FeatureRequests`` (``view_plans``); the server keeps those per request shape.
     """
 
     def __init__(self, project: str, requests: Sequence[ViewRequest], entity_rows: Any) -> None:
         self.requests = requests
         self.columns = entity_columns(entity_rows)
+        self.plans = view_plans(project, requests)
         n = len(next(iter(self.columns.values()), []))
+        parts: dict[tuple[str, ...], list[bytes]] = {}  # views with the same join keys share them
         self.key_groups: list[list[bytes]] = []
-        self.codecs: list[ValueCodec] = []
-        for req in requests:
-            view = req.view
-            if not view.online:
-                raise RetrievalError(f"feature view {view.name!r} has online=False: it is not served online")
-            missing = [k for k in view.join_keys if k not in self.columns]
-            if missing:
-                raise RetrievalError(
-                    f"entity_rows lack join key(s) {missing} of feature view {view.name!r}; they have "
-                    f"{sorted(self.columns)}"
-                )
-            key_codec, value_codec = _codecs(project, view)
-            key_values = [self.columns[k] for k in view.join_keys]
-            keys = []
-            for i in range(n):
-                try:
-                    keys.append(key_codec.key([col[i] for col in key_values]))
-                except Exception as exc:
-                    raise RetrievalError(f"entity_rows[{i}]: {exc}") from None
-            self.key_groups.append(keys)
-            self.codecs.append(value_codec)
+        for plan in self.plans:
+            if not plan.online:
+                raise RetrievalError(f"feature view {plan.name!r} has online=False: it is not served online")
+            entity = parts.get(plan.join_keys)
+            if entity is None:
+                entity = parts[plan.join_keys] = _entity_parts(plan, self.columns, n)
+            prefix = plan.key_prefix
+            self.key_groups.append([prefix + e for e in entity])
+
+    @property
+    def codecs(self) -> list[ValueCodec]:
+        return [plan.codec for plan in self.plans]
 
     def decode_views(self, raw: Sequence[Sequence[bytes | None]], now_us: int | None = None) -> list[ViewValues]:
         """Per view: a status and event time (microseconds, None when not found) per entity, and the
         requested features' values (None unless PRESENT). ``now_us`` judges max age."""
         now_us = time.time_ns() // 1000 if now_us is None else now_us
         out = []
-        for req, value_codec, found in zip(self.requests, self.codecs, raw, strict=True):
-            max_age = None if req.view.ttl is None else int(req.view.ttl.total_seconds() * 1_000_000)
-            idx = [value_codec.index[f] for f in req.features]
+        for plan, found in zip(self.plans, raw, strict=True):
+            decode, idx, max_age = plan.codec.decode, plan.positions, plan.max_age_us
+            oldest = None if max_age is None else now_us - max_age
             cols: list[list[Any]] = [[] for _ in idx]
             statuses: list[FieldStatus] = []
             stamps: list[int | None] = []
             for item in found:
-                decoded = None if item is None else value_codec.decode(item)
+                decoded = None if item is None else decode(item)
                 if decoded is None:
                     statuses.append(FieldStatus.NOT_FOUND)
                     stamps.append(None)
@@ -160,7 +155,7 @@ class OnlineRead:
                     continue
                 event_us, _, row = decoded
                 stamps.append(event_us)
-                if max_age is not None and now_us - event_us > max_age:
+                if oldest is not None and event_us < oldest:
                     statuses.append(FieldStatus.OUTSIDE_MAX_AGE)
                     for c in cols:
                         c.append(None)
@@ -168,9 +163,7 @@ class OnlineRead:
                 statuses.append(FieldStatus.PRESENT)
                 for c, j in zip(cols, idx, strict=True):
                     c.append(row[j])
-            by_name = {f.name: f for f in req.view.features}
-            dtypes = [by_name[f].dtype for f in req.features]
-            out.append(ViewValues(req.output_names, dtypes, cols, statuses, stamps))
+            out.append(ViewValues(plan.output_names, plan.dtypes, cols, statuses, stamps))
         return out
 
     def decode(self, raw: Sequence[Sequence[bytes | None]], now_us: int | None = None) -> OnlineResponse:
@@ -187,6 +180,67 @@ class OnlineRead:
                 stamps[name] = times
                 dtypes[name] = dtype
         return OnlineResponse(self.columns, values, statuses, stamps, dtypes)
+
+
+@dataclass(frozen=True)
+class ViewPlan:
+    """How to read one view's requested features: keys, value codec, positions, max age."""
+
+    name: str
+    online: bool
+    join_keys: tuple[str, ...]
+    key_codec: KeyCodec
+    key_prefix: bytes  # every key is key_prefix + entity part + b"}"
+    codec: ValueCodec
+    positions: tuple[int, ...]  # of the requested features in the decoded row
+    max_age_us: int | None
+    output_names: tuple[str, ...]
+    dtypes: list[Any]
+
+
+def view_plans(project: str, requests: Sequence[ViewRequest]) -> list[ViewPlan]:
+    """The plans of ``requests``, kept on the requests object when it can hold them."""
+    cache = getattr(requests, "online_plans", None)
+    if cache is not None and cache[0] == project:
+        return list(cache[1])
+    plans = [_view_plan(project, req) for req in requests]
+    if hasattr(requests, "online_plans"):
+        requests.online_plans = (project, tuple(plans))
+    return plans
+
+
+def _view_plan(project: str, req: ViewRequest) -> ViewPlan:
+    view = req.view
+    key_codec, value_codec = _codecs(project, view)
+    by_name = {f.name: f for f in view.features}
+    return ViewPlan(
+        name=view.name, online=view.online, join_keys=tuple(view.join_keys), key_codec=key_codec,
+        key_prefix=(key_codec.prefix + "{").encode(), codec=value_codec,
+        positions=tuple(value_codec.index[f] for f in req.features),
+        max_age_us=None if view.ttl is None else int(view.ttl.total_seconds() * 1_000_000),
+        output_names=tuple(req.output_names), dtypes=[by_name[f].dtype for f in req.features],
+    )
+
+
+def _entity_parts(plan: ViewPlan, columns: Mapping[str, list[Any]], n: int) -> list[bytes]:
+    """The entity part of each row's key (with the closing ``}``), checked against the key types."""
+    missing = [k for k in plan.join_keys if k not in columns]
+    if missing:
+        raise RetrievalError(
+            f"entity_rows lack join key(s) {missing} of feature view {plan.name!r}; they have {sorted(columns)}"
+        )
+    if len(plan.join_keys) == 1:
+        values = columns[plan.join_keys[0]]
+        if all(type(v) is int for v in values):  # the common case: one integer key (bool is not int here)
+            return [b"%d}" % v for v in values]
+    key_values = [columns[k] for k in plan.join_keys]
+    parts = []
+    for i in range(n):
+        try:
+            parts.append((plan.key_codec.entity_key([col[i] for col in key_values]) + "}").encode())
+        except Exception as exc:
+            raise RetrievalError(f"entity_rows[{i}]: {exc}") from None
+    return parts
 
 
 @dataclass(frozen=True)

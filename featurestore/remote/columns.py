@@ -46,7 +46,7 @@ def fill_column(column: pb.Column, values: Sequence[Any], dtype: DType) -> None:
         field = _FIELDS[dtype.name]
         default = _DEFAULTS[field]
         if dtype.name == "UnixTimestamp":
-            items: list[Any] = [default if v is None else _micros(v) for v in values]
+            items: list[Any] = [default if v is None else micros(v) for v in values]
         else:
             items = [default if v is None else v for v in values]
         getattr(column, field).values.extend(items)
@@ -99,7 +99,8 @@ def from_column(column: pb.Column) -> list[Any]:
     return values
 
 
-def _micros(value: Any) -> int:
+def micros(value: Any) -> int:
+    """Microseconds since the Unix epoch of a datetime (naive: UTC) or of an int already in them."""
     if isinstance(value, datetime):
         value = value if value.tzinfo else value.replace(tzinfo=UTC)
         delta = value - datetime(1970, 1, 1, tzinfo=UTC)

@@ -34,10 +34,9 @@ from featurestore.online.redis import AsyncRedisReader
 from featurestore.skew import ServedLog, served_log_path
 from featurestore.store import FeatureStore
 from featurestore.v1 import feature_store_pb2 as pb
-from featurestore.v1 import feature_store_pb2_grpc as pb_grpc
 from featurestore_server.metrics import Metrics
 from featurestore_server.registry_cache import RegistryCache
-from featurestore_server.service import SERVICE_NAME, FeatureStoreServicer
+from featurestore_server.service import SERVICE_NAME, FeatureStoreServicer, add_to_server
 
 log = logging.getLogger("featurestore.server")
 DEFAULT_PORT = 6566
@@ -128,6 +127,16 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(data, default=str)
 
 
+def event_loop_runner() -> asyncio.Runner:
+    """A runner on uvloop when it is installed (the ``grpc`` extra has it on Linux and macOS): about
+    a fifth less CPU per call than asyncio's own loop; asyncio's loop otherwise."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.Runner()
+    return asyncio.Runner(loop_factory=uvloop.new_event_loop)
+
+
 def configure_logging(level: str = "INFO") -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter())
@@ -176,7 +185,7 @@ async def serve(repo: str | Path | None, options: ServerOptions, *, on_ready: Ca
         # Several worker processes share one port; otherwise a second server on the port is an error.
         ("grpc.so_reuseport", 1 if options.workers > 1 or options.reuse_port else 0),
     ])
-    pb_grpc.add_FeatureStoreServiceServicer_to_server(servicer, server)
+    add_to_server(servicer, server)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
         [pb.DESCRIPTOR.services_by_name["FeatureStoreService"].full_name, health.SERVICE_NAME, reflection.SERVICE_NAME],
@@ -206,7 +215,7 @@ async def serve(repo: str | Path | None, options: ServerOptions, *, on_ready: Ca
         served_log.start()
     log.info("serving", extra={"address": f"{options.host}:{port}", "project": store.project,
                                "tls": bool(options.tls_cert), "auth": bool(options.token),
-                               "log_sample": options.log_sample,
+                               "log_sample": options.log_sample, "event_loop": type(loop).__module__,
                                "served_log": str(served_log.root) if served_log is not None else None})
     workers = _spawn_workers(store.repo_path, options, port) if options.workers > 1 else []
     if on_ready is not None:

@@ -19,11 +19,20 @@ class Metrics:
                                  ["method"], buckets=BUCKETS, registry=self.registry)
         self.up = Gauge("featurestore_online_store_up", "1 when the online store answers", registry=self.registry)
         self.up.set(1)
+        self._counters: dict[tuple[str, str], Any] = {}
+        self._histograms: dict[str, Any] = {}
 
     def observe(self, method: str, code: str, seconds: float) -> None:
-        self.calls.labels(method, code).inc()
+        # The labelled children, looked up once: labels() takes a lock and builds a key on every call.
+        counter = self._counters.get((method, code))
+        if counter is None:
+            counter = self._counters[(method, code)] = self.calls.labels(method, code)
+        counter.inc()
         if code == "OK":
-            self.latency.labels(method).observe(seconds)
+            histogram = self._histograms.get(method)
+            if histogram is None:
+                histogram = self._histograms[method] = self.latency.labels(method)
+            histogram.observe(seconds)
 
     def serve_http(self, host: str, port: int) -> Any:
         """Expose /metrics on ``host:port`` (a background thread); returns the HTTP server."""

@@ -27,7 +27,7 @@ from featurestore.imputation import fill_response, targets
 from featurestore.on_demand import add_to_response
 from featurestore.online.redis import AsyncRedisReader
 from featurestore.online.retrieval import OnlineRead
-from featurestore.remote import messages
+from featurestore.remote import messages, wire
 from featurestore.remote.columns import from_column
 from featurestore.skew import ServedLog
 from featurestore.store import FeatureStore
@@ -39,6 +39,8 @@ from featurestore_server.registry_cache import RegistryCache
 log = logging.getLogger("featurestore.server")
 SERVICE_NAME = "featurestore.v1.FeatureStoreService"
 BATCH_BYTES = 1 << 20
+# Methods whose handlers return the response already serialized (registered without a serializer).
+PRESERIALIZED = frozenset({"GetOnlineFeatures"})
 T = TypeVar("T")
 
 
@@ -163,10 +165,10 @@ class FeatureStoreServicer(pb_grpc.FeatureStoreServiceServicer):
 
     # -- rpcs ------------------------------------------------------------------------------------
 
-    async def GetOnlineFeatures(
-        self, request: pb.GetOnlineFeaturesRequest, context: grpc.aio.ServicerContext
-    ) -> pb.GetOnlineFeaturesResponse:
-        async def work() -> pb.GetOnlineFeaturesResponse:
+    async def GetOnlineFeatures(self, request: pb.GetOnlineFeaturesRequest, context: grpc.aio.ServicerContext) -> bytes:
+        """Answers a serialized ``GetOnlineFeaturesResponse`` (``PRESERIALIZED``)."""
+
+        async def work() -> bytes:
             features = _features(request)
             snapshot = self.registry.snapshot
             requests = snapshot.resolve(features, request.full_feature_names)
@@ -188,7 +190,8 @@ class FeatureStoreServicer(pb_grpc.FeatureStoreServiceServicer):
                 views = plan.decode_views(raw, now_us)
                 if served_log is not None and served_log.sampled():
                     served_log.record_views(now_us, features, request.full_feature_names, entities, views)
-                return messages.online_views_to_pb(views, dict(request.entities))
+                # Written as bytes directly (the method's serializer passes them through): see remote.wire.
+                return wire.online_response(views, [(k, c.SerializeToString()) for k, c in request.entities.items()])
             response = add_to_response(plan.decode(raw, now_us), requests.on_demand, requests.hidden)
             if imputed:
                 assert service is not None
@@ -196,7 +199,7 @@ class FeatureStoreServicer(pb_grpc.FeatureStoreServiceServicer):
                 response = fill_response(response, targets(service, requests), fitted)
             if served_log is not None and served_log.sampled():
                 served_log.record_response(now_us, features, request.full_feature_names, entities, response)
-            return messages.online_response_to_pb(response, dict(request.entities))
+            return messages.online_response_to_pb(response, dict(request.entities)).SerializeToString()
 
         return await self._call("GetOnlineFeatures", context, work)
 
@@ -308,3 +311,18 @@ def _redis_errors() -> tuple[type[BaseException], ...]:
     import redis
 
     return (redis.ConnectionError, redis.TimeoutError, ConnectionError, OSError)
+
+
+def add_to_server(servicer: FeatureStoreServicer, server: grpc.aio.Server) -> None:
+    """Register the service's methods, as the generated ``add_FeatureStoreServiceServicer_to_server``
+    does, except that ``PRESERIALIZED`` methods' bytes go out as they are."""
+    handlers = {}
+    for method in pb.DESCRIPTOR.services_by_name["FeatureStoreService"].methods:
+        request, response = getattr(pb, method.input_type.name), getattr(pb, method.output_type.name)
+        make = grpc.unary_stream_rpc_method_handler if method.server_streaming else grpc.unary_unary_rpc_method_handler
+        handlers[method.name] = make(
+            getattr(servicer, method.name), request_deserializer=request.FromString,
+            response_serializer=None if method.name in PRESERIALIZED else response.SerializeToString,
+        )
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE_NAME, handlers),))
+    server.add_registered_method_handlers(SERVICE_NAME, handlers)

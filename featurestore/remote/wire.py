@@ -1,0 +1,106 @@
+"""``GetOnlineFeaturesResponse`` written straight in the protobuf wire format, for the server's fast path.
+
+Building the message through protobuf's Python API costs about three message objects and a dozen
+calls per feature (60 us for 1 entity x 19 features, a fifth of the server's CPU per call). The
+response's shape is small and fixed, so the bytes are written here instead: the name and type of a
+feature are encoded once and kept, and a view's statuses and event times are encoded once and
+shared by its features. The output parses to exactly the message ``messages.online_views_to_pb``
+builds (a test checks both on random responses), so any protobuf client reads it.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Sequence
+from functools import lru_cache
+from typing import Any
+
+from featurestore.online.retrieval import FieldStatus, ViewValues
+from featurestore.remote.columns import micros
+from featurestore.types import ArrayType, DType
+
+_STATUS = {FieldStatus.PRESENT: 1, FieldStatus.NOT_FOUND: 2, FieldStatus.OUTSIDE_MAX_AGE: 3, FieldStatus.IMPUTED: 4}
+# Column's field per feature type (field number << 3 | 2: a length-delimited submessage).
+_COLUMN_TAG = {"Int64": 0x0A, "Int32": 0x12, "Float64": 0x1A, "Float32": 0x22, "String": 0x2A, "Bool": 0x32,
+               "Bytes": 0x3A, "UnixTimestamp": 0x42}
+_ARRAY_TAG = 0x4A
+_NULLS_TAG = 0x7A  # Column.nulls, field 15, packed
+
+
+_ONE_BYTE = [bytes((i,)) for i in range(128)]
+
+
+def varint(n: int) -> bytes:
+    if 0 <= n < 0x80:
+        return _ONE_BYTE[n]
+    if n < 0:
+        n += 1 << 64  # int64: ten bytes of two's complement
+    out = bytearray()
+    while n >= 0x80:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+def _field(tag: int, payload: bytes) -> bytes:
+    return _ONE_BYTE[tag] + varint(len(payload)) + payload
+
+
+def online_response(views: Sequence[ViewValues], entities: Sequence[tuple[str, bytes]]) -> bytes:
+    """The serialized response: ``entities`` are (join key, serialized ``Column``) pairs."""
+    out = [_field(0x0A, _field(0x0A, name.encode()) + _field(0x12, column)) for name, column in entities]
+    for view in views:
+        statuses = bytes([_STATUS[s] for s in view.statuses])
+        stamps = b"".join([varint(0 if t is None else t) for t in view.event_us])
+        tail = (_field(0x1A, statuses) if statuses else b"") + (_field(0x22, stamps) if stamps else b"")
+        for name, dtype, values in zip(view.names, view.dtypes, view.columns, strict=True):
+            head, dtype_field = _names(name, dtype)
+            col = column(values, dtype)
+            inner = head + varint(len(col)) + col + tail + dtype_field
+            out.append(b"\x12" + varint(len(inner)) + inner)
+    return b"".join(out)
+
+
+@lru_cache(maxsize=4096)
+def _names(name: str, dtype: DType) -> tuple[bytes, bytes]:
+    """The name field with the tag of the values field after it, and the dtype field."""
+    return (_field(0x0A, name.encode()) if name else b"") + b"\x12", _field(0x2A, repr(dtype).encode())
+
+
+def column(values: Sequence[Any], dtype: DType) -> bytes:
+    """A serialized ``Column`` of ``values`` (None marks a null)."""
+    if isinstance(dtype, ArrayType):
+        rows = b"".join([_field(0x0A, column([] if v is None else list(v), dtype.element)) for v in values])
+        body = _field(_ARRAY_TAG, rows)
+    else:
+        body = _field(_COLUMN_TAG[dtype.name], _scalars(values, dtype.name))
+    if None in values:
+        body += _field(_NULLS_TAG, bytes([v is None for v in values]))
+    return body
+
+
+@lru_cache(maxsize=256)
+def _packer(code: str, n: int) -> Any:
+    return struct.Struct(f"<{n}{code}").pack
+
+
+def _scalars(values: Sequence[Any], kind: str) -> bytes:
+    """The XValues message: field 1, packed for numbers, one entry per value for strings and bytes."""
+    if not values:
+        return b""
+    if kind == "Float64" or kind == "Float32":
+        pack = _packer("d" if kind == "Float64" else "f", len(values))
+        data = pack(*values) if None not in values else pack(*[0.0 if v is None else v for v in values])
+        return _field(0x0A, data)
+    if kind == "String":
+        return b"".join([_field(0x0A, b"" if v is None else v.encode()) for v in values])
+    if kind == "Bytes":
+        return b"".join([_field(0x0A, b"" if v is None else bytes(v)) for v in values])
+    if kind == "Bool":
+        return _field(0x0A, bytes([bool(v) for v in values]))
+    if kind == "UnixTimestamp":
+        ints: Sequence[Any] = [0 if v is None else micros(v) for v in values]
+    else:  # Int64, Int32
+        ints = values if None not in values else [0 if v is None else v for v in values]
+    return _field(0x0A, b"".join([varint(i) for i in ints]))
