@@ -23,6 +23,12 @@ What it does, for one scale:
      process, then two) for ``--duration`` seconds of 1-entity calls, and the health check as the
      transport's floor: requests/s, errors by status code, p50 / p99 under load, and the CPU used
      by the server (its main thread apart), the generators, Valkey and the rest of the machine;
+   * ``native``: the same latency and throughput questions asked by h2load (Debian's
+     ``nghttp2-client``), a C HTTP/2 load generator that costs a few percent of a core where the
+     Python generators cost most of one, so the server gets the machine: one call at a time (1 x 19,
+     100 x 19, the health check), then 64 connections against one server process and against
+     ``--workers 2``. Every answer's size is checked (h2load sees HTTP statuses only). Skipped, with
+     a note, when h2load is not installed (``--skip-native`` skips it anyway);
    * ``soak``: ``--soak-seconds`` of steady paced load (``--soak-rate`` calls/s, one in 20 for 100
      entities), the server's RSS at the start, every 10 s and at the end;
    * ``outage``: paced load while Valkey is killed (SIGKILL) for ``--outage-seconds`` and restarted
@@ -41,7 +47,7 @@ Run it from the repo root with the project's virtualenv::
 
 Options: ``--duration S`` (throughput runs, default 10), ``--repeat N`` (latency rounds and
 throughput repeats, default 3), ``--soak-seconds S`` (default 60), ``--soak-rate R`` (default
-500), ``--outage-seconds S`` (default 3), ``--skip-soak``, ``--skip-outage``, ``--profile`` (one
+500), ``--outage-seconds S`` (default 3), ``--skip-soak``, ``--skip-native``, ``--skip-outage``, ``--profile`` (one
 more throughput run against a server under cProfile; stats in ``benchmarks/results/``),
 ``--workdir DIR`` (default ``benchmarks/results/work-serving``), ``--json PATH`` (default
 ``benchmarks/results/serving_<scale>.json``), ``--regenerate``, ``--seed N``, ``--quiet``.
@@ -127,6 +133,7 @@ METHODS = {
     "online100": "/featurestore.v1.FeatureStoreService/GetOnlineFeatures",
     "health": "/grpc.health.v1.Health/Check",
 }
+NATIVE_CONNECTIONS = 64  # h2load throughput runs: enough connections for the kernel to spread over workers
 SOAK_MIX = 20  # one soak call in SOAK_MIX asks for 100 entities
 OUTAGE_BEFORE, OUTAGE_AFTER, OUTAGE_RATE = 5.0, 8.0, 500
 OPERATIONS = ("latency", "load", "profile-server")
@@ -526,9 +533,10 @@ def rss_mb(pid: int) -> float | None:
 class FeatureServer:
     """One ``featurestore serve`` subprocess; ready once it printed ``Serving ... on HOST:PORT``."""
 
-    def __init__(self, repo: Path, log_path: Path, profile_out: Path | None = None) -> None:
+    def __init__(self, repo: Path, log_path: Path, profile_out: Path | None = None,
+                 extra: tuple[str, ...] = ()) -> None:
         cmd = [str(FEATURESTORE), "serve", "--repo", str(repo), "--port", "0", "--log-level", "warning",
-               "--drain-seconds", "2"]
+               "--drain-seconds", "2", *extra]
         if profile_out is not None:  # the same server in this script's worker, under cProfile
             cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", "profile-server", "--spec",
                    json.dumps({"repo": str(repo), "out": str(profile_out)})]
@@ -723,6 +731,159 @@ def measured_window(server: FeatureServer, valkey: Server | None, gens: Generato
     cpu = CpuWindow.delta(a, b)
     results = gens.finish(timeout=duration + 60)
     return start_at, cpu, results
+
+
+# -- the native load generator (h2load) -----------------------------------------------------------------
+
+
+def _family_cpu(pid: int) -> float | None:
+    """CPU seconds of a process and its child processes (the server's ``--workers``)."""
+    total = process_cpu(pid)
+    if total is None:
+        return None
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        children = []
+    return total + sum(process_cpu(int(c)) or 0.0 for c in children)
+
+
+def _frame(message: bytes) -> bytes:
+    """A gRPC message on the wire: not compressed, 4-byte big-endian length, the message."""
+    return b"\x00" + len(message).to_bytes(4, "big") + message
+
+
+def _h2load(h2load: str, target: str, method: str, body: Path, log_file: Path, *, clients: int,
+            calls: int | None = None, duration: float | None = None, skip: int = 0) -> dict[str, Any]:
+    """One h2load run (HTTP/2 POSTs with gRPC's headers): its counts, bytes, CPU and latencies (the
+    first ``skip`` calls apart: connecting and warming up)."""
+    import resource
+
+    cmd = [h2load, "-c", str(clients), "-m", "1", "-H", "content-type: application/grpc", "-H", "te: trailers",
+           "-d", str(body), f"--log-file={log_file}"]
+    cmd += ["-n", str(calls)] if calls is not None else ["-D", f"{duration:g}"]
+    log_file.unlink(missing_ok=True)  # h2load appends to it
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    out = subprocess.run([*cmd, f"http://{target}{method}"], capture_output=True, text=True, timeout=600,
+                         check=False).stdout
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+
+    def number(pattern: str) -> float:
+        found = re.search(pattern, out)
+        if found is None:
+            raise RuntimeError(f"unexpected h2load output ({pattern!r} not found):\n{out}")
+        return float(found.group(1))
+
+    logged = [line for line in log_file.read_text().splitlines() if line.strip()][skip:]
+    times = sorted(int(line.split()[2]) / 1000 for line in logged)  # start (us), status, duration (us)
+    return {
+        "seconds": number(r"finished in ([0-9.]+)s") if re.search(r"finished in [0-9.]+s", out)
+        else number(r"finished in ([0-9.]+)ms") / 1000,
+        "rps": number(r"finished in [0-9.]+m?s, ([0-9.]+) req/s"),
+        "done": int(number(r"(\d+) done")), "succeeded": int(number(r"(\d+) succeeded")),
+        "failed": int(number(r"(\d+) failed")), "errored": int(number(r"(\d+) errored")),
+        "timeout": int(number(r"(\d+) timeout")), "data_bytes": int(number(r"\((\d+)\) data")),
+        "h2load_cpu_s": (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime),
+        "p50_ms": _percentile(times, 50), "p99_ms": _percentile(times, 99), "max_ms": times[-1] if times else None,
+        "latency_calls": len(times),
+    }
+
+
+def run_native(repo: Path, valkey: Server, cfg: dict[str, Any], workdir: Path, duration: float, repeat: int,
+               seed: int, log: bool) -> dict[str, Any]:
+    """Latency (one call at a time) and throughput (64 connections) with h2load, a C program: the load
+    generator costs a few percent of a core instead of most of one, so the server gets the machine.
+
+    h2load sends one request body per run (one random user, or 100) and checks HTTP statuses only; a
+    gRPC error is an HTTP 200 without a message, so each run's response bytes must equal its calls x
+    the size of the right answer (measured first with a real client), or the run counts as failing.
+    Throughput runs on one server process and on ``--workers 2`` (connections spread by the kernel)."""
+    import shutil
+
+    import grpc
+
+    h2load = shutil.which("h2load")
+    if h2load is None:
+        return {"skipped": "h2load not found (Debian: apt-get install nghttp2-client)"}
+    rng = random.Random(seed)
+    bodies, expected = {}, {}
+    folder = workdir / "h2load"
+    folder.mkdir(parents=True, exist_ok=True)
+    for method in ("health", "online1", "online100"):
+        [payload] = _payloads(cfg, method, rng, 1)
+        bodies[method] = folder / f"{method}.bin"
+        bodies[method].write_bytes(_frame(payload))
+    results: dict[str, Any] = {"latency": {}, "throughput": {}, "generator": subprocess.run(
+        [h2load, "--version"], capture_output=True, text=True, check=False).stdout.strip()}
+    for workers in (1, 2):
+        server = FeatureServer(repo, workdir / f"feature-server-native-{workers}.log",
+                               extra=("--workers", str(workers)))
+        try:
+            time.sleep(1.0 if workers > 1 else 0.2)  # the second process starts after the first is ready
+            with grpc.insecure_channel(server.target) as channel:
+                for method in bodies:
+                    call = channel.unary_unary(METHODS[method], request_serializer=None, response_deserializer=None)
+                    answer = call(bodies[method].read_bytes()[5:], timeout=CALL_TIMEOUT)
+                    expected[method] = len(answer) + 5
+            if workers == 1:
+                for method, calls in (("health", 3000), ("online1", 3000), ("online100", 500)):
+                    rounds = []
+                    for rep in range(repeat):
+                        r = _h2load(h2load, server.target, METHODS[method], bodies[method],
+                                    folder / f"latency-{method}-{rep}.log", clients=1, calls=calls, skip=calls // 10)
+                        r["ok"] = _native_ok(r, expected[method])
+                        rounds.append(r)
+                    results["latency"][method] = {"rounds": rounds, **_native_median(rounds)}
+                    if log:
+                        m = results["latency"][method]
+                        print(f"  h2load one at a time, {method}: p50 {m['p50_ms']:.3f} ms, p99 {m['p99_ms']:.3f} ms, "
+                              f"answers right: {m['ok']}", flush=True)
+            for method in ("health", "online1"):
+                runs = []
+                _h2load(h2load, server.target, METHODS[method], bodies[method], folder / "warm-up.log",
+                        clients=NATIVE_CONNECTIONS, calls=NATIVE_CONNECTIONS * 20)  # untimed: connect, warm up
+                for rep in range(repeat):
+                    a: dict[str, Any] = {"server": _family_cpu(server.pid), "valkey": _valkey_cpu(valkey),
+                                         "wall": time.perf_counter()}
+                    r = _h2load(h2load, server.target, METHODS[method], bodies[method],
+                                folder / f"throughput-{workers}-{method}-{rep}.log", clients=NATIVE_CONNECTIONS,
+                                duration=duration)
+                    wall = time.perf_counter() - a["wall"]
+                    server_cpu, valkey_cpu = _family_cpu(server.pid), _valkey_cpu(valkey)
+                    r["ok"] = _native_ok(r, expected[method])
+                    r["server_cores"] = None if server_cpu is None else (server_cpu - a["server"]) / wall
+                    r["valkey_cores"] = None if valkey_cpu is None else (valkey_cpu - a["valkey"]) / wall
+                    r["h2load_cores"] = r["h2load_cpu_s"] / wall
+                    runs.append(r)
+                key = f"{method}_{workers}"
+                results["throughput"][key] = {"workers": workers, "method": method, "runs": runs,
+                                              **_native_median(runs)}
+                t = results["throughput"][key]
+                t["server_us_per_call"] = t["server_cores"] / t["rps"] * 1e6 if t["rps"] else None
+                if log:
+                    print(f"  h2load {NATIVE_CONNECTIONS} connections, {workers} server process(es), {method}: "
+                          f"{t['rps']:,.0f} req/s, p99 {t['p99_ms']:.2f} ms, server {t['server_cores']:.2f} cores "
+                          f"({t['server_us_per_call']:.0f} us/call), h2load {t['h2load_cores']:.2f}, answers right: "
+                          f"{t['ok']}", flush=True)
+        finally:
+            server.stop()
+    results["expected_bytes"] = expected
+    return results
+
+
+def _native_ok(r: dict[str, Any], expected_bytes: int) -> bool:
+    """Every call answered with the right-sized message (a gRPC error carries no message)."""
+    clean = r["failed"] == r["errored"] == r["timeout"] == 0 and r["succeeded"] == r["done"]
+    return clean and r["data_bytes"] == r["done"] * expected_bytes
+
+
+def _native_median(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    keys = ("rps", "p50_ms", "p99_ms", "max_ms", "server_cores", "valkey_cores", "h2load_cores")
+    out: dict[str, Any] = {k: _median([r[k] for r in runs if r.get(k) is not None]) for k in keys
+                           if any(r.get(k) is not None for r in runs)}
+    out["ok"] = all(r["ok"] for r in runs)
+    out["calls"] = sum(r["done"] for r in runs)
+    return out
 
 
 # -- the parent: the phases ----------------------------------------------------------------------------
@@ -1126,6 +1287,8 @@ def format_report(report: dict[str, Any]) -> str:
     lines.append(f"  errors over every throughput run: {dict(all_errors) or 'none'}")
     lines.append("")
 
+    lines += _format_native(report.get("native"))
+
     soak = report.get("soak")
     if soak:
         res = soak["result"]
@@ -1207,6 +1370,45 @@ def format_report(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _format_native(native: dict[str, Any] | None) -> list[str]:
+    if not native:
+        return []
+    if native.get("skipped"):
+        return [f"native load generator: skipped: {native['skipped']}", ""]
+    lines = []
+    labels = {"health": "health check (transport floor)", "online1": "GetOnlineFeatures 1 x 19",
+              "online100": "GetOnlineFeatures 100 x 19"}
+    title = "h2load, one call at a time (median of rounds)"
+    header = f"{title:<48}{'p50 ms':>8}{'p99 ms':>8}{'max ms':>8}{'target':>8}{'x target':>9}{'right':>7}"
+    lines += [header, "-" * len(header)]
+    for method, m in native["latency"].items():
+        target = TARGET_P99_MS.get(100 if method == "online100" else 1) if method != "health" else None
+        lines.append(f"{labels[method]:<48}{m['p50_ms']:>8.3f}{m['p99_ms']:>8.3f}{m['max_ms']:>8.2f}"
+                     f"{('-' if target is None else format(target, 'g')):>8}"
+                     f"{('-' if target is None else format(m['p99_ms'] / target, '.2f')):>9}{m['ok']!s:>7}")
+    title = f"h2load, {NATIVE_CONNECTIONS} connections (median of runs)"
+    header = (f"{title:<48}{'req/s':>9}{'p50 ms':>8}{'p99 ms':>8}{'x hc':>7}{'x 5k':>7}{'srv cores':>10}"
+              f"{'us/call':>8}{'h2load':>7}{'valkey':>7}{'right':>7}")
+    lines += ["", header, "-" * len(header)]
+    thr = native["throughput"]
+    for t in thr.values():
+        floor = thr.get(f"health_{t['workers']}")
+        label = f"{labels[t['method']]}, {t['workers']} process{'es' if t['workers'] > 1 else ''}"
+        is_floor = t["method"] == "health"
+        xt = "-" if t["method"] != "online1" else f"{t['rps'] / TARGET_RPS:.2f}"
+        xh = "-" if is_floor or not floor else f"{t['rps'] / floor['rps']:.2f}"
+        lines.append(f"{label:<48}{t['rps']:>9,.0f}{t['p50_ms']:>8.2f}{t['p99_ms']:>8.2f}{xh:>7}{xt:>7}"
+                     f"{t['server_cores']:>10.2f}{t['server_us_per_call'] or 0:>8.0f}{t['h2load_cores']:>7.2f}"
+                     f"{t['valkey_cores']:>7.2f}{t['ok']!s:>7}")
+    lines.append(f"  {native['generator']}, a C HTTP/2 load generator: one request body per run (a random user, or "
+                 "100), gRPC headers; right: every answer had the right message size (h2load sees only HTTP "
+                 "statuses, and a gRPC error has no message); x hc: req/s over the health check's with the same "
+                 "generator and server processes; x 5k: over the 5,000 req/s target; server cores and us/call "
+                 "include the worker process; latency: the first tenth of each round's calls apart.")
+    lines.append("")
+    return lines
+
+
 def _t(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}"
 
@@ -1281,6 +1483,13 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
             print(f"throughput: {len(THROUGHPUT_RUNS)} runs x {args.repeat}, {args.duration:g} s each", flush=True)
         throughput = run_throughput(feature_server, valkey, config, logs, args.repeat, args.duration, args.seed, log)
 
+        native = None
+        if not args.skip_native:
+            if log:
+                print("native load generator (h2load): latency, then throughput on 1 and 2 server processes",
+                      flush=True)
+            native = run_native(repo, valkey, cfg, logs, args.duration, args.repeat, args.seed, log)
+
         soak = None
         if not args.skip_soak:
             if log:
@@ -1335,6 +1544,7 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
                            "hopsworks_p99_ms": {str(k): v for k, v in HOPSWORKS_P99_MS.items()}},
             "latency": latency,
             "throughput": throughput,
+            "native": native,
             "soak": soak,
             "outage": outage,
             "profile": profile,
@@ -1388,6 +1598,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--soak-rate", type=int, default=500, help="calls/s during the soak (default: 500)")
     parser.add_argument("--outage-seconds", type=float, default=3.0, help="how long Valkey is down (default: 3)")
     parser.add_argument("--skip-soak", action="store_true", help="no soak")
+    parser.add_argument("--skip-native", action="store_true", help="no h2load runs")
     parser.add_argument("--skip-outage", action="store_true", help="no Valkey restart")
     parser.add_argument("--profile", action="store_true",
                         help="also run a server under cProfile (stats in benchmarks/results/)")

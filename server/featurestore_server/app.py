@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import gc
 import hmac
 import json
 import logging
@@ -218,6 +219,10 @@ async def serve(repo: str | Path | None, options: ServerOptions, *, on_ready: Ca
                                "log_sample": options.log_sample, "event_loop": type(loop).__module__,
                                "served_log": str(served_log.root) if served_log is not None else None})
     workers = _spawn_workers(store.repo_path, options, port) if options.workers > 1 else []
+    # Everything loaded so far (definitions, modules, codecs) lives as long as the server: move it out
+    # of the collector's way, so that full collections stay short and calls see no long pauses.
+    gc.collect()
+    gc.freeze()
     if on_ready is not None:
         on_ready(port)
     try:
