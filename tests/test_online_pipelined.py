@@ -122,3 +122,16 @@ def test_nothing_listening_is_a_connection_error() -> None:
     with pytest.raises(redis.ConnectionError, match="cannot connect to the online store"):
         run(lambda reader: reader.mget([b"k"]), {"url": f"redis://127.0.0.1:{port}/0"})
     assert run(lambda reader: reader.ping(), {"port": port}) is False
+
+
+def test_error_replies_that_mean_unavailable_are_connection_errors() -> None:
+    """A server loading its data after a restart answers ``-LOADING``: the feature server must say
+    UNAVAILABLE (it maps connection errors), not INTERNAL; a wrong command stays a ResponseError."""
+    from featurestore.online.pipelined import server_error
+
+    loading = server_error("LOADING Redis is loading the dataset in memory")
+    assert isinstance(loading, redis.BusyLoadingError) and isinstance(loading, redis.ConnectionError)
+    assert isinstance(server_error("NOAUTH Authentication required."), redis.AuthenticationError)
+    assert isinstance(server_error("WRONGPASS invalid username-password pair"), redis.ConnectionError)
+    unknown = server_error("ERR unknown command 'X'")
+    assert type(unknown) is redis.ResponseError and str(unknown) == "ERR unknown command 'X'"

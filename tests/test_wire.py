@@ -91,3 +91,15 @@ def test_a_known_response_reads_back_value_by_value() -> None:
         (when - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1), 0]
     assert [list(r.double_values.values) for r in scores.values.array_values.rows] == [[0.5, -1.0], []]
     assert scores.dtype == "Array(Float64)"
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.sampled_from(DTYPES).flatmap(lambda d: st.tuples(st.just(d), values_of(d, 1))), st.sampled_from(list(FieldStatus)))
+def test_one_entity_shortcuts_match_protobuf(case: tuple[str, list[Any]], status: FieldStatus) -> None:
+    """One entity, one value per feature (the server's commonest answer) takes shortcuts per type."""
+    dtype, values = case
+    views = [ViewValues(("f",), [parse_dtype(dtype)], [values], [status], [123])]
+    entities = {"user_id": entity_column("user_id", [1])}
+    ours = pb.GetOnlineFeaturesResponse.FromString(encoded(views, entities))
+    reference = messages.online_views_to_pb(views, entities)
+    assert ours.SerializeToString(deterministic=True) == reference.SerializeToString(deterministic=True)

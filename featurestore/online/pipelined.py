@@ -38,6 +38,18 @@ def pack(*args: bytes | str | int) -> bytes:
     return b"".join(out)
 
 
+# Error replies that mean "not now" rather than "wrong command", as redis-py classifies them: a
+# server loading its data after a restart, or one that wants a password, is unavailable.
+_UNAVAILABLE = {"LOADING": redis.BusyLoadingError, "NOAUTH": redis.AuthenticationError,
+                "WRONGPASS": redis.AuthenticationError, "MASTERDOWN": redis.ConnectionError}
+
+
+def server_error(message: str) -> redis.RedisError:
+    """The redis-py exception for an error reply (``LOADING ...`` is a ``BusyLoadingError``...)."""
+    kind = _UNAVAILABLE.get(message.split(" ", 1)[0], redis.ResponseError)
+    return kind(message)
+
+
 class _Replies(asyncio.Protocol):
     """One connection: calls wait in order; each reply settles the oldest waiting call."""
 
@@ -58,7 +70,7 @@ class _Replies(asyncio.Protocol):
                 if waiter.done():  # its caller gave up (deadline, cancel): drop the reply, keep the order
                     continue
                 if isinstance(reply, redis.ResponseError):
-                    waiter.set_exception(reply)
+                    waiter.set_exception(server_error(str(reply)))
                 else:
                     waiter.set_result(reply)
         except redis.ConnectionError as exc:  # the stream is not Redis protocol: nothing after it is trustworthy
@@ -165,10 +177,7 @@ class PipelinedReader:
         try:
             if o.get("password"):
                 auth = ("AUTH", o["username"], o["password"]) if o.get("username") else ("AUTH", o["password"])
-                try:
-                    await conn.call(pack(*auth))
-                except redis.ResponseError as exc:  # WRONGPASS: a connection error, as in redis-py
-                    raise redis.AuthenticationError(str(exc)) from None
+                await conn.call(pack(*auth))  # WRONGPASS: an AuthenticationError (a ConnectionError)
             if o.get("db"):
                 await conn.call(pack("SELECT", int(o["db"])))
         except BaseException:

@@ -11,7 +11,7 @@ builds (a test checks both on random responses), so any protobuf client reads it
 from __future__ import annotations
 
 import struct
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import lru_cache
 from typing import Any
 
@@ -54,18 +54,70 @@ def online_response(views: Sequence[ViewValues], entities: Sequence[tuple[str, b
         statuses = bytes([_STATUS[s] for s in view.statuses])
         stamps = b"".join([varint(0 if t is None else t) for t in view.event_us])
         tail = (_field(0x1A, statuses) if statuses else b"") + (_field(0x22, stamps) if stamps else b"")
-        for name, dtype, values in zip(view.names, view.dtypes, view.columns, strict=True):
-            head, dtype_field = _names(name, dtype)
-            col = column(values, dtype)
+        for (head, dtype_field, encode), values in zip(_encoders(view), view.columns, strict=True):
+            col = encode(values)
             inner = head + varint(len(col)) + col + tail + dtype_field
             out.append(b"\x12" + varint(len(inner)) + inner)
     return b"".join(out)
+
+
+Encoder = tuple[bytes, bytes, Callable[[Sequence[Any]], bytes]]
+# Per feature list of a view (the read plan hands the same list to every call): the name and dtype
+# fields and a column encoder for each feature. Keyed by identity, the list kept alive with it.
+_ENCODERS: dict[int, tuple[list[Any], tuple[str, ...], list[Encoder]]] = {}
+
+
+def _encoders(view: ViewValues) -> list[Encoder]:
+    found = _ENCODERS.get(id(view.dtypes))
+    if found is not None and found[0] is view.dtypes and (found[1] is view.names or found[1] == view.names):
+        return found[2]
+    encoders = [(*_names(name, dtype), _encoder(dtype)) for name, dtype in zip(view.names, view.dtypes, strict=True)]
+    if len(_ENCODERS) >= 4096:
+        _ENCODERS.clear()
+    _ENCODERS[id(view.dtypes)] = (view.dtypes, tuple(view.names), encoders)
+    return encoders
 
 
 @lru_cache(maxsize=4096)
 def _names(name: str, dtype: DType) -> tuple[bytes, bytes]:
     """The name field with the tag of the values field after it, and the dtype field."""
     return (_field(0x0A, name.encode()) if name else b"") + b"\x12", _field(0x2A, repr(dtype).encode())
+
+
+def _encoder(dtype: DType) -> Callable[[Sequence[Any]], bytes]:
+    """``column`` for one type, with a shortcut for the commonest case: one value, not null."""
+    if isinstance(dtype, ArrayType) or dtype.name not in ("Float64", "Float32", "Int64", "Int32", "String"):
+        return lambda values: column(values, dtype)
+    tag = _ONE_BYTE[_COLUMN_TAG[dtype.name]]
+    if dtype.name in ("Float64", "Float32"):
+        size = 8 if dtype.name == "Float64" else 4
+        prefix = tag + _ONE_BYTE[2 + size] + b"\x0a" + _ONE_BYTE[size]
+        one = _packer("d" if size == 8 else "f", 1)
+
+        def encode_float(values: Sequence[Any]) -> bytes:
+            if len(values) == 1 and values[0] is not None:
+                return prefix + one(values[0])
+            return column(values, dtype)
+
+        return encode_float
+    if dtype.name == "String":
+
+        def encode_string(values: Sequence[Any]) -> bytes:
+            if len(values) == 1 and values[0] is not None:
+                text = values[0].encode()
+                item = b"\x0a" + varint(len(text)) + text
+                return tag + varint(len(item)) + item
+            return column(values, dtype)
+
+        return encode_string
+
+    def encode_int(values: Sequence[Any]) -> bytes:
+        if len(values) == 1 and values[0] is not None:
+            number = varint(values[0])
+            return tag + _ONE_BYTE[len(number) + 2] + b"\x0a" + _ONE_BYTE[len(number)] + number
+        return column(values, dtype)
+
+    return encode_int
 
 
 def column(values: Sequence[Any], dtype: DType) -> bytes:
