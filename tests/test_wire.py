@@ -41,7 +41,7 @@ def values_of(dtype: str, n: int) -> st.SearchStrategy[list[Any]]:
 
 @st.composite
 def responses(draw: st.DrawFn) -> tuple[list[ViewValues], dict[str, pb.Column]]:
-    n = draw(st.integers(1, 5))
+    n = draw(st.integers(1, 9))  # both sides of wire._FEW
     entities = {"user_id": entity_column("user_id", draw(st.lists(INT64, min_size=n, max_size=n)))}
     if draw(st.booleans()):
         entities["merchant"] = entity_column("merchant", draw(st.lists(st.text(max_size=6), min_size=n, max_size=n)))

@@ -3,8 +3,10 @@
 Building the message through protobuf's Python API costs about three message objects and a dozen
 calls per feature (60 us for 1 entity x 19 features, a fifth of the server's CPU per call). The
 response's shape is small and fixed, so the bytes are written here instead: the name and type of a
-feature are encoded once and kept, and a view's statuses and event times are encoded once and
-shared by its features. The output parses to exactly the message ``messages.online_views_to_pb``
+feature are encoded once and kept, a view's statuses and event times are encoded once and shared
+by its features, and one value per feature (one entity) takes a shortcut per type; lists of more
+than a few values still go through protobuf's C encoder (20 us for 1 x 19, 180 us for 100 x 19,
+against 58 and 320 us for the message built through the API). The output parses to exactly the message ``messages.online_views_to_pb``
 builds (a test checks both on random responses), so any protobuf client reads it.
 """
 
@@ -18,12 +20,16 @@ from typing import Any
 from featurestore.online.retrieval import FieldStatus, ViewValues
 from featurestore.remote.columns import micros
 from featurestore.types import ArrayType, DType
+from featurestore.v1 import feature_store_pb2 as pb
 
 _STATUS = {FieldStatus.PRESENT: 1, FieldStatus.NOT_FOUND: 2, FieldStatus.OUTSIDE_MAX_AGE: 3, FieldStatus.IMPUTED: 4}
 # Column's field per feature type (field number << 3 | 2: a length-delimited submessage).
 _COLUMN_TAG = {"Int64": 0x0A, "Int32": 0x12, "Float64": 0x1A, "Float32": 0x22, "String": 0x2A, "Bool": 0x32,
                "Bytes": 0x3A, "UnixTimestamp": 0x42}
 _ARRAY_TAG = 0x4A
+_FEW = 4  # above this many entities, lists of values go through protobuf's C encoder
+_VALUES: dict[str, Any] = {"Int64": pb.Int64Values, "Int32": pb.Int32Values, "String": pb.StringValues,
+                           "Bytes": pb.BytesValues, "UnixTimestamp": pb.TimestampValues}
 _NULLS_TAG = 0x7A  # Column.nulls, field 15, packed
 
 
@@ -51,9 +57,14 @@ def online_response(views: Sequence[ViewValues], entities: Sequence[tuple[str, b
     """The serialized response: ``entities`` are (join key, serialized ``Column``) pairs."""
     out = [_field(0x0A, _field(0x0A, name.encode()) + _field(0x12, column)) for name, column in entities]
     for view in views:
-        statuses = bytes([_STATUS[s] for s in view.statuses])
-        stamps = b"".join([varint(0 if t is None else t) for t in view.event_us])
-        tail = (_field(0x1A, statuses) if statuses else b"") + (_field(0x22, stamps) if stamps else b"")
+        if len(view.statuses) > _FEW:  # FeatureColumn's fields 3 and 4 alone are exactly the tail
+            codes: list[Any] = [_STATUS[s] for s in view.statuses]
+            stamps_pb = [0 if t is None else t for t in view.event_us]
+            tail = bytes(pb.FeatureColumn(statuses=codes, event_timestamps=stamps_pb).SerializeToString())
+        else:
+            statuses = bytes([_STATUS[s] for s in view.statuses])
+            stamps = b"".join([varint(0 if t is None else t) for t in view.event_us])
+            tail = (_field(0x1A, statuses) if statuses else b"") + (_field(0x22, stamps) if stamps else b"")
         for (head, dtype_field, encode), values in zip(_encoders(view), view.columns, strict=True):
             col = encode(values)
             inner = head + varint(len(col)) + col + tail + dtype_field
@@ -145,14 +156,18 @@ def _scalars(values: Sequence[Any], kind: str) -> bytes:
         pack = _packer("d" if kind == "Float64" else "f", len(values))
         data = pack(*values) if None not in values else pack(*[0.0 if v is None else v for v in values])
         return _field(0x0A, data)
-    if kind == "String":
-        return b"".join([_field(0x0A, b"" if v is None else v.encode()) for v in values])
-    if kind == "Bytes":
-        return b"".join([_field(0x0A, b"" if v is None else bytes(v)) for v in values])
     if kind == "Bool":
         return _field(0x0A, bytes([bool(v) for v in values]))
-    if kind == "UnixTimestamp":
-        ints: Sequence[Any] = [0 if v is None else micros(v) for v in values]
+    if kind == "String":
+        items: Sequence[Any] = [("" if v is None else v) for v in values] if None in values else values
+    elif kind == "Bytes":
+        items = [b"" if v is None else bytes(v) for v in values]
+    elif kind == "UnixTimestamp":
+        items = [0 if v is None else micros(v) for v in values]
     else:  # Int64, Int32
-        ints = values if None not in values else [0 if v is None else v for v in values]
-    return _field(0x0A, b"".join([varint(i) for i in ints]))
+        items = values if None not in values else [0 if v is None else v for v in values]
+    if len(items) > _FEW:  # protobuf's own encoder, in C, wins from here on
+        return bytes(_VALUES[kind](values=items).SerializeToString())
+    if kind == "String" or kind == "Bytes":
+        return b"".join([_field(0x0A, v.encode() if kind == "String" else v) for v in items])
+    return _field(0x0A, b"".join([varint(i) for i in items]))
