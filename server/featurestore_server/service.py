@@ -96,6 +96,8 @@ class FeatureStoreServicer(pb_grpc.FeatureStoreServiceServicer):
         try:
             remaining = context.time_remaining()
             try:
+                if remaining is None:  # no deadline: no timer either
+                    return await work()
                 # asyncio.timeout, not wait_for: no extra task per call.
                 async with asyncio.timeout(remaining):
                     return await work()
@@ -139,7 +141,8 @@ class FeatureStoreServicer(pb_grpc.FeatureStoreServiceServicer):
             self.metrics.observe(method, code.name, seconds)
             # Successful calls log at DEBUG: at thousands of calls a second, INFO would cost more than the call.
             level = logging.DEBUG if code == grpc.StatusCode.OK else logging.INFO
-            log.log(level, "rpc", extra={"method": method, "code": code.name, "ms": round(seconds * 1000, 3)})
+            if log.isEnabledFor(level):
+                log.log(level, "rpc", extra={"method": method, "code": code.name, "ms": round(seconds * 1000, 3)})
 
     async def _watch_online_store(self) -> None:
         """Health follows the online store: a ping every couple of seconds, or at once after a
