@@ -95,7 +95,12 @@ class KeyCodec:
         return "|".join(parts)
 
     def key(self, values: Sequence[Any]) -> bytes:
-        return f"{self.prefix}{{{self.entity_key(values)}}}".encode()
+        return self.keys_of([self.entity_key(values).encode()])[0]
+
+    def keys_of(self, entities: Sequence[bytes]) -> list[bytes]:
+        """Keys from entity parts already made by ``entity_key`` and encoded (shared by views)."""
+        head = f"{self.prefix}{{".encode()
+        return [head + entity + b"}" for entity in entities]
 
     def keys_from_arrow(self, columns: Sequence[pa.Array]) -> pa.Array:
         """Keys for a batch of rows, one Arrow column per join key (no Python object per row)."""

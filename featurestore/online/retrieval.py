@@ -127,12 +127,7 @@ class OnlineRead:
             entity = parts.get(plan.join_keys)
             if entity is None:
                 entity = parts[plan.join_keys] = _entity_parts(plan, self.columns, n)
-            prefix = plan.key_prefix
-            self.key_groups.append([prefix + e for e in entity])
-
-    @property
-    def codecs(self) -> list[ValueCodec]:
-        return [plan.codec for plan in self.plans]
+            self.key_groups.append(plan.key_codec.keys_of(entity))
 
     def decode_views(self, raw: Sequence[Sequence[bytes | None]], now_us: int | None = None) -> list[ViewValues]:
         """Per view: a status and event time (microseconds, None when not found) per entity, and the
@@ -190,7 +185,6 @@ class ViewPlan:
     online: bool
     join_keys: tuple[str, ...]
     key_codec: KeyCodec
-    key_prefix: bytes  # every key is key_prefix + entity part + b"}"
     codec: ValueCodec
     positions: tuple[int, ...]  # of the requested features in the decoded row
     max_age_us: int | None
@@ -198,14 +192,14 @@ class ViewPlan:
     dtypes: list[Any]
 
 
-def view_plans(project: str, requests: Sequence[ViewRequest]) -> list[ViewPlan]:
+def view_plans(project: str, requests: Sequence[ViewRequest]) -> tuple[ViewPlan, ...]:
     """The plans of ``requests``, kept on the requests object when it can hold them."""
     cache = getattr(requests, "online_plans", None)
     if cache is not None and cache[0] == project:
-        return list(cache[1])
-    plans = [_view_plan(project, req) for req in requests]
+        return cache[1]
+    plans = tuple(_view_plan(project, req) for req in requests)
     if hasattr(requests, "online_plans"):
-        requests.online_plans = (project, tuple(plans))
+        requests.online_plans = (project, plans)
     return plans
 
 
@@ -215,7 +209,7 @@ def _view_plan(project: str, req: ViewRequest) -> ViewPlan:
     by_name = {f.name: f for f in view.features}
     return ViewPlan(
         name=view.name, online=view.online, join_keys=tuple(view.join_keys), key_codec=key_codec,
-        key_prefix=(key_codec.prefix + "{").encode(), codec=value_codec,
+        codec=value_codec,
         positions=tuple(value_codec.index[f] for f in req.features),
         max_age_us=None if view.ttl is None else int(view.ttl.total_seconds() * 1_000_000),
         output_names=tuple(req.output_names), dtypes=[by_name[f].dtype for f in req.features],
@@ -223,7 +217,7 @@ def _view_plan(project: str, req: ViewRequest) -> ViewPlan:
 
 
 def _entity_parts(plan: ViewPlan, columns: Mapping[str, list[Any]], n: int) -> list[bytes]:
-    """The entity part of each row's key (with the closing ``}``), checked against the key types."""
+    """The entity part of each row's key (``KeyCodec.entity_key``, encoded), checked against the key types."""
     missing = [k for k in plan.join_keys if k not in columns]
     if missing:
         raise RetrievalError(
@@ -232,12 +226,12 @@ def _entity_parts(plan: ViewPlan, columns: Mapping[str, list[Any]], n: int) -> l
     if len(plan.join_keys) == 1:
         values = columns[plan.join_keys[0]]
         if all(type(v) is int for v in values):  # the common case: one integer key (bool is not int here)
-            return [b"%d}" % v for v in values]
+            return [b"%d" % v for v in values]
     key_values = [columns[k] for k in plan.join_keys]
     parts = []
     for i in range(n):
         try:
-            parts.append((plan.key_codec.entity_key([col[i] for col in key_values]) + "}").encode())
+            parts.append(plan.key_codec.entity_key([col[i] for col in key_values]).encode())
         except Exception as exc:
             raise RetrievalError(f"entity_rows[{i}]: {exc}") from None
     return parts

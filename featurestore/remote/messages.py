@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
-from featurestore.online.retrieval import FieldStatus, OnlineResponse, ViewValues
+from featurestore.online.retrieval import FieldStatus, OnlineResponse
 from featurestore.remote.columns import fill_column, from_column
 from featurestore.types import parse_dtype
 from featurestore.v1 import feature_store_pb2 as pb
@@ -13,35 +13,20 @@ from featurestore.v1 import feature_store_pb2 as pb
 if TYPE_CHECKING:
     import pyarrow as pa
 
-_STATUS_TO_PB = {
+# Field status -> the API's enum value (shared with remote.wire, which writes the same numbers).
+STATUS_TO_PB = {
     FieldStatus.PRESENT: pb.FIELD_STATUS_PRESENT,
     FieldStatus.NOT_FOUND: pb.FIELD_STATUS_NOT_FOUND,
     FieldStatus.OUTSIDE_MAX_AGE: pb.FIELD_STATUS_OUTSIDE_MAX_AGE,
     FieldStatus.IMPUTED: pb.FIELD_STATUS_IMPUTED,
 }
-_STATUS_FROM_PB = {v: k for k, v in _STATUS_TO_PB.items()}
+_STATUS_FROM_PB = {v: k for k, v in STATUS_TO_PB.items()}
 PUSH_TARGETS = {
     "online": pb.PUSH_TARGET_ONLINE,
     "offline": pb.PUSH_TARGET_OFFLINE,
     "online_and_offline": pb.PUSH_TARGET_ONLINE_AND_OFFLINE,
 }
 PUSH_TARGET_NAMES = {v: k for k, v in PUSH_TARGETS.items()} | {pb.PUSH_TARGET_UNSPECIFIED: "online"}
-
-
-def online_views_to_pb(
-    views: list[ViewValues], entity_columns: dict[str, pb.Column]
-) -> pb.GetOnlineFeaturesResponse:
-    """The server's fast path: straight from decoded views, no datetime objects in between."""
-    message = pb.GetOnlineFeaturesResponse()
-    for name, column in entity_columns.items():
-        message.entities[name].CopyFrom(column)
-    for view in views:
-        statuses = [_STATUS_TO_PB[s] for s in view.statuses]
-        stamps = [0 if t is None else t for t in view.event_us]
-        for name, dtype, values in zip(view.names, view.dtypes, view.columns, strict=True):
-            feature = message.features.add(name=name, dtype=repr(dtype), statuses=statuses, event_timestamps=stamps)
-            fill_column(feature.values, values, dtype)
-    return message
 
 
 def online_response_to_pb(
@@ -55,7 +40,7 @@ def online_response_to_pb(
         stamps = [0 if t is None else int(t.timestamp() * 1_000_000) for t in response.event_timestamps[name]]
         dtype = response.dtypes[name]
         feature = message.features.add(
-            name=name, dtype=repr(dtype), statuses=[_STATUS_TO_PB[s] for s in response.statuses[name]],
+            name=name, dtype=repr(dtype), statuses=[STATUS_TO_PB[s] for s in response.statuses[name]],
             event_timestamps=stamps,
         )
         fill_column(feature.values, values, dtype)

@@ -7,8 +7,8 @@ feature are encoded once and kept, a view's statuses and event times are encoded
 by its features, and one value per feature (one entity) takes a shortcut per type; lists of more
 than a few values still go through protobuf's C encoder (20 us for 1 x 19, 180 us for 100 x 19,
 against 58 and 320 us for the message built through the API). The output parses to exactly the
-message ``messages.online_views_to_pb`` builds (a test checks both on random responses), so any
-protobuf client reads it.
+message protobuf's own API builds from the same values (a test checks both on random responses),
+so any protobuf client reads it.
 """
 
 from __future__ import annotations
@@ -18,12 +18,12 @@ from collections.abc import Callable, Sequence
 from functools import lru_cache
 from typing import Any
 
-from featurestore.online.retrieval import FieldStatus, ViewValues
+from featurestore.online.retrieval import ViewValues
 from featurestore.remote.columns import micros
+from featurestore.remote.messages import STATUS_TO_PB
 from featurestore.types import ArrayType, DType
 from featurestore.v1 import feature_store_pb2 as pb
 
-_STATUS = {FieldStatus.PRESENT: 1, FieldStatus.NOT_FOUND: 2, FieldStatus.OUTSIDE_MAX_AGE: 3, FieldStatus.IMPUTED: 4}
 # Column's field per feature type (field number << 3 | 2: a length-delimited submessage).
 _COLUMN_TAG = {"Int64": 0x0A, "Int32": 0x12, "Float64": 0x1A, "Float32": 0x22, "String": 0x2A, "Bool": 0x32,
                "Bytes": 0x3A, "UnixTimestamp": 0x42}
@@ -59,11 +59,11 @@ def online_response(views: Sequence[ViewValues], entities: Sequence[tuple[str, b
     out = [_field(0x0A, _field(0x0A, name.encode()) + _field(0x12, column)) for name, column in entities]
     for view in views:
         if len(view.statuses) > _FEW:  # FeatureColumn's fields 3 and 4 alone are exactly the tail
-            codes: list[Any] = [_STATUS[s] for s in view.statuses]
+            codes: list[Any] = [STATUS_TO_PB[s] for s in view.statuses]
             stamps_pb = [0 if t is None else t for t in view.event_us]
             tail = bytes(pb.FeatureColumn(statuses=codes, event_timestamps=stamps_pb).SerializeToString())
         else:
-            statuses = bytes([_STATUS[s] for s in view.statuses])
+            statuses = bytes([STATUS_TO_PB[s] for s in view.statuses])
             stamps = b"".join([varint(0 if t is None else t) for t in view.event_us])
             tail = (_field(0x1A, statuses) if statuses else b"") + (_field(0x22, stamps) if stamps else b"")
         for (head, dtype_field, encode), values in zip(_encoders(view), view.columns, strict=True):
