@@ -156,7 +156,8 @@ class _ViewRun:
             else:
                 source = reader = self.cursor.table(self.table).to_arrow_reader(BATCH_ROWS)
             batches = encode_batches(self.offline.project, self.view, source)
-            written = online.write(batches, view_ttl_seconds(self.view), on_batch)
+            # One row per entity: no key repeats in the run.
+            written = online.write(batches, view_ttl_seconds(self.view), on_batch, distinct=True)
         except BaseException as exc:
             raise self._fail(exc) from exc
         finally:

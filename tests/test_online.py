@@ -431,6 +431,8 @@ def test_writes_survive_a_script_flush_mid_run(online_repo: Any, redis_client: A
     repo = online_repo([(u, ago(hours=1), None, float(u), "x") for u in range(5000)])
     with FeatureStore(repo) as store:
         store.apply()
+        # Keys already stored: every slice of the run goes through the script.
+        store.push("stats", events([(u, ago(hours=2), None, -1.0, "old") for u in range(5000)]))
 
         def progress(view: str, total: int) -> Any:
             return lambda n: redis_client.script_flush()
@@ -438,3 +440,108 @@ def test_writes_survive_a_script_flush_mid_run(online_repo: Any, redis_client: A
         [run] = store.materialize(ago(days=1), NOW, progress=progress)
         assert (run.rows, run.written) == (5000, 5000)
         assert values(store, [0, 2500, 4999]) == [0.0, 2500.0, 4999.0]
+
+
+class TestWritePaths:
+    """``write(distinct=True)`` tries each slice as one set-if-none-exist command and falls back to
+    the newest-wins script for slices holding a stored key; the result is newest-wins either way."""
+
+    @staticmethod
+    def value(event_us: int, created_us: int, payload: bytes) -> bytes:
+        return HEADER.pack(event_us, created_us, b"test") + payload
+
+    @staticmethod
+    def batches(rows: list[tuple[bytes, bytes]], size: int) -> list[tuple[Any, Any]]:
+        import pyarrow as pa
+
+        return [(pa.array([k for k, _ in rows[a:a + size]], pa.binary()), pa.array([v for _, v in rows[a:a + size]], pa.binary()))
+                for a in range(0, len(rows), size)]
+
+    @staticmethod
+    def calls(client: Any) -> dict[str, int]:
+        stats = client.info("commandstats")
+        return {name: int(stats.get(f"cmdstat_{name}", {}).get("calls", 0)) for name in ("evalsha", "msetex", "msetnx")}
+
+    @pytest.fixture
+    def online(self, online_repo: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
+        import featurestore.online.redis as redis_module
+
+        monkeypatch.setattr(redis_module, "CALL_KEYS", 10)  # many slices from few rows
+        with FeatureStore(online_repo([(1, ago(hours=1), None, 1.0, "a")])) as store:
+            yield store.online_store, store.project
+
+    def test_new_keys_are_set_without_the_script_and_expire(self, online: Any, redis_client: Any) -> None:
+        store, project = online
+        rows = [(f"{project}:w:{{{i}}}".encode(), self.value(1_000 + i, 0, b"v%d" % i)) for i in range(95)]
+        redis_client.config_resetstat()
+        assert store.write(self.batches(rows, 40), 3600, distinct=True) == 95
+        assert self.calls(redis_client) == {"evalsha": 0, "msetex": 10, "msetnx": 0}
+        assert redis_client.mget([k for k, _ in rows]) == [v for _, v in rows]
+        assert 3590 <= redis_client.ttl(rows[0][0]) <= 3600 and 3590 <= redis_client.ttl(rows[-1][0]) <= 3600
+
+    def test_without_ttl_keys_never_expire(self, online: Any, redis_client: Any) -> None:
+        store, project = online
+        rows = [(f"{project}:w:{{{i}}}".encode(), self.value(1, 0, b"x")) for i in range(25)]
+        assert store.write(self.batches(rows, 25), None, distinct=True) == 25
+        assert redis_client.ttl(rows[0][0]) == -1 and redis_client.get(rows[24][0]) == rows[24][1]
+
+    def test_slices_holding_stored_keys_go_through_newest_wins(self, online: Any, redis_client: Any) -> None:
+        """Random stored versions, older, newer and tied, under a distinct write of many slices: the
+        result equals newest-wins key by key (ties go to the write), whichever command wrote it."""
+        store, project = online
+        rng = random.Random(7)
+        keys = [f"{project}:w:{{{i}}}".encode() for i in range(400)]
+        stored: dict[bytes, bytes] = {}
+        for k in rng.sample(keys[:300], 60):  # the last 100 keys are never stored: all-new slices
+            stored[k] = self.value(rng.randrange(5), rng.randrange(3), b"old")
+        assert store.write(self.batches(list(stored.items()), 1000), 3600) == 60
+        new = {k: self.value(rng.randrange(5), rng.randrange(3), b"new") for k in keys}
+        redis_client.config_resetstat()
+        written = store.write(self.batches(list(new.items()), 70), 3600, distinct=True)
+        expected = {k: v if k not in stored or v[:16] >= stored[k][:16] else stored[k] for k, v in new.items()}
+        assert dict(zip(keys, redis_client.mget(keys), strict=True)) == expected
+        assert written == sum(1 for k in keys if expected[k] is new[k])
+        calls = self.calls(redis_client)
+        assert calls["msetex"] >= 10 + calls["evalsha"]  # all-new slices in one command; the others tried first
+
+    def test_a_store_holding_the_keys_stops_trying_after_a_few_failures(self, online: Any, redis_client: Any) -> None:
+        import featurestore.online.redis as redis_module
+
+        store, project = online
+        rows = [(f"{project}:w:{{{i}}}".encode(), self.value(1, 0, b"a")) for i in range(500)]
+        store.write(self.batches(rows, 500), 3600, distinct=True)
+        redis_client.config_resetstat()
+        newer = [(k, self.value(2, 0, b"b")) for k, _ in rows]
+        assert store.write(self.batches(newer, 500), 3600, distinct=True) == 500
+        calls = self.calls(redis_client)
+        assert calls["evalsha"] == 50  # every slice written by the script
+        # Slices in flight when the tries stop were tried too; from then on, only the script.
+        assert redis_module.NX_TRIES < calls["msetex"] - 50 <= redis_module.NX_TRIES + redis_module.IN_FLIGHT
+        assert redis_client.get(rows[-1][0]) == newer[-1][1]
+
+    def test_writes_that_may_repeat_keys_always_use_the_script_in_order(self, online: Any, redis_client: Any) -> None:
+        """A push may hold a key twice, in different batches: tied rows keep their write order."""
+        store, project = online
+        key = f"{project}:w:{{1}}".encode()
+        rows = [(key, self.value(5, 5, b"first")), (f"{project}:w:{{2}}".encode(), self.value(1, 1, b"x")),
+                (key, self.value(5, 5, b"second"))]
+        redis_client.config_resetstat()
+        assert store.write(self.batches(rows, 1), 3600) == 3
+        assert self.calls(redis_client) == {"evalsha": 3, "msetex": 3, "msetnx": 0}  # MSETEX inside the script
+        assert redis_client.get(key) == self.value(5, 5, b"second")
+
+    def test_servers_without_msetex(self, online: Any, redis_client: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+        """Older servers: keys that never expire are tried with MSETNX, expiring ones go to the script."""
+        import featurestore.online.redis as redis_module
+
+        monkeypatch.setattr(redis_module, "_has_command", lambda client, name: False)
+        store, project = online
+        lasting = [(f"{project}:w:{{{i}}}".encode(), self.value(1, 0, b"l")) for i in range(20)]
+        expiring = [(f"{project}:x:{{{i}}}".encode(), self.value(1, 0, b"e")) for i in range(20)]
+        redis_client.config_resetstat()
+        assert store.write(self.batches(lasting, 20), None, distinct=True) == 20
+        assert self.calls(redis_client) == {"evalsha": 0, "msetex": 0, "msetnx": 2}
+        assert store.write(self.batches(expiring, 20), 60, distinct=True) == 20
+        assert self.calls(redis_client)["evalsha"] == 2
+        assert redis_client.ttl(lasting[0][0]) == -1 and 50 <= redis_client.ttl(expiring[0][0]) <= 60
+        assert redis_client.mget([k for k, _ in lasting + expiring]) == [v for _, v in lasting + expiring]

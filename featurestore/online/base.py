@@ -21,11 +21,13 @@ Progress = Callable[[int], None]
 class OnlineStore(Protocol):
     def write(
         self, batches: Iterable[tuple[pa.Array, pa.Array]], ttl_seconds: int | None,
-        progress: Progress | None = None,
+        progress: Progress | None = None, *, distinct: bool = False,
     ) -> int:
         """Write (keys, values) batches newest-wins: a value replaces the stored one only if its
         (event, created) version is not older. Keys expire ``ttl_seconds`` after their last write
-        (None: never). Returns how many values were written."""
+        (None: never). ``distinct`` promises that no key appears twice in the whole write (a
+        materialization: one row per entity), which lets a store write keys it does not hold yet
+        without comparing versions. Returns how many values were written."""
 
     def read(self, keys: Sequence[Sequence[bytes]]) -> list[list[bytes | None]]:
         """The values of several groups of keys (one group per view) in one round trip."""

@@ -2,7 +2,11 @@
 
 Writes go through one Lua script that takes many keys per call and writes each value only if its
 version ``(event_ts, created_ts)``, the value's first 16 bytes, is not older than the stored one,
-so a late or replayed batch never goes back in time. On a standalone server the commands are
+so a late or replayed batch never goes back in time. When the caller's keys are distinct (a
+materialization writes one row per entity), each slice is first sent as ``MSETEX ... NX``, which
+sets all its keys only if none of them exists: for keys Redis does not hold yet, newest-wins is
+trivially met, and the command costs the server less than half of the script. A slice with any
+stored key is sent again through the script. On a standalone server the commands are
 framed in the Redis protocol straight from Arrow buffers and pipelined, with a few calls in flight:
 no Python object per row, and memory bounded by the batch size. On a cluster, each batch is sorted by
 slot (computed per key in Python) and every slot's run of keys becomes script calls, framed the
@@ -91,6 +95,9 @@ return accepted
 CALL_KEYS = 500  # keys per script call: the server runs each call in about a millisecond
 IN_FLIGHT = 64  # calls in flight: enough queued work (~50 ms) to cover encoding the next batch
 SCAN_COUNT = 1000
+# All-new slices go through MSETEX NX until more of them have failed than this, and than have succeeded
+# (a store that already holds the keys: each failed try costs the server ~0.3 us a key).
+NX_TRIES = 4
 
 
 class RedisOnlineStore:
@@ -141,21 +148,21 @@ class RedisOnlineStore:
 
     def write(
         self, batches: Iterable[tuple[pa.Array, pa.Array]], ttl_seconds: int | None,
-        progress: Progress | None = None,
+        progress: Progress | None = None, *, distinct: bool = False,
     ) -> int:
         ttl = str(max(int(ttl_seconds or 0), 0)).encode()
         with self._errors("write to"):
             if self.cluster:
-                return self._write_cluster(batches, ttl, progress)
-            return self._write_packed(batches, ttl, progress)
+                return self._write_cluster(batches, ttl, progress, distinct)
+            return self._write_packed(batches, ttl, progress, distinct)
 
     def _write_packed(
-        self, batches: Iterable[tuple[pa.Array, pa.Array]], ttl: bytes, progress: Progress | None
+        self, batches: Iterable[tuple[pa.Array, pa.Array]], ttl: bytes, progress: Progress | None, distinct: bool
     ) -> int:
-        pipe = _ScriptPipe(self.client)
+        pipe = _WritePipe(self.client, ttl, distinct)
         try:
             for keys, values in batches:
-                calls = _Calls(keys, values, ttl)
+                calls = _Calls(keys, values, ttl, distinct)
                 for a in range(0, len(keys), CALL_KEYS):
                     pipe.send(calls, a, min(a + CALL_KEYS, len(keys)))
                 if progress is not None:
@@ -165,28 +172,28 @@ class RedisOnlineStore:
             pipe.close()
 
     def _write_cluster(
-        self, batches: Iterable[tuple[pa.Array, pa.Array]], ttl: bytes, progress: Progress | None
+        self, batches: Iterable[tuple[pa.Array, pa.Array]], ttl: bytes, progress: Progress | None, distinct: bool
     ) -> int:
         """Keys sorted by slot; one script call per slot run, pipelined per primary node."""
         import numpy as np
         import pyarrow as pa
         from redis.crc import key_slot
 
-        pipes: dict[str, _ScriptPipe] = {}
+        pipes: dict[str, _WritePipe] = {}
         try:
             for keys, values in batches:
                 slots = np.fromiter((key_slot(k) for k in keys.to_pylist()), dtype=np.int32, count=len(keys))
                 order = np.argsort(slots, kind="stable")  # stable: rows of one key keep their order
                 slots = slots[order]
                 take = pa.array(order)
-                calls = _Calls(keys.take(take), values.take(take), ttl)
+                calls = _Calls(keys.take(take), values.take(take), ttl, distinct)
                 starts = np.flatnonzero(np.diff(slots, prepend=-1))
                 ends = np.append(starts[1:], len(slots))
                 for a, b in zip(starts.tolist(), ends.tolist(), strict=True):
                     node = self.client.nodes_manager.get_node_from_slot(int(slots[a]))
                     pipe = pipes.get(node.name)
                     if pipe is None:
-                        pipe = pipes[node.name] = _ScriptPipe(node.redis_connection)
+                        pipe = pipes[node.name] = _WritePipe(node.redis_connection, ttl, distinct)
                     for lo in range(a, b, CALL_KEYS):
                         pipe.send(calls, lo, min(lo + CALL_KEYS, b))
                 if progress is not None:
@@ -269,72 +276,146 @@ class _Target:
 
 
 class _Calls:
-    """One batch's keys and values framed in the Redis protocol, to send in slices as script calls."""
+    """One batch's keys and values framed in the Redis protocol, to send in slices as commands.
 
-    def __init__(self, keys: pa.Array, values: pa.Array, ttl: bytes) -> None:
+    The framings are built on first use: a write of new keys needs only the key-value pairs, a
+    script call needs keys and values apart."""
+
+    def __init__(self, keys: pa.Array, values: pa.Array, ttl: bytes, distinct: bool = False) -> None:
         import pyarrow.compute as pc
 
-        self.key_data, self.key_offsets = _frames(keys)
-        self.value_data, self.value_offsets = _frames(values)
-        self.ttl_frame = b"$%d\r\n%s\r\n" % (len(ttl), ttl)
-        # Distinct keys (about 2 ms per 50k): the script then skips tracking repeats within a call.
-        self.unique = len(keys) < 2 or pc.count_distinct(keys).as_py() == len(keys)
+        self.keys, self.values = keys, values
+        self.ttl = ttl
+        self.ttl_frame = _bulk(ttl)
+        # Distinct keys (promised, or counted: about 5 ms per 50k): the script then skips tracking
+        # repeats within a call, and a slice may be tried as one set-if-none-exist command.
+        self.unique = distinct or len(keys) < 2 or pc.count_distinct(keys).as_py() == len(keys)
+        self._lengths: tuple[pa.Array, pa.Array] | None = None
+        self._apart: tuple[memoryview, Any, memoryview, Any] | None = None
+        self._pairs: tuple[memoryview, Any] | None = None
 
-    def command(self, sha: bytes, msetex: bool, a: int, b: int) -> list[Any]:
+    def script(self, sha: bytes, msetex: bool, a: int, b: int) -> list[Any]:
         """``EVALSHA sha n key... ttl msetex unique value...`` for rows ``[a, b)``."""
+        if self._apart is None:
+            import pyarrow.compute as pc
+
+            key_length, value_length = self.lengths()
+            self._apart = (*_buffers(pc.binary_join_element_wise(b"$", key_length, b"\r\n", self.keys, b"\r\n", b"")),
+                           *_buffers(pc.binary_join_element_wise(b"$", value_length, b"\r\n", self.values, b"\r\n",
+                                                                 b"")))
+        key_data, key_offsets, value_data, value_offsets = self._apart
         count = b"%d" % (b - a)
         head = b"*%d\r\n$7\r\nEVALSHA\r\n$40\r\n%s\r\n$%d\r\n%s\r\n" % (6 + 2 * (b - a), sha, len(count), count)
         return [
             head,
-            self.key_data[self.key_offsets[a] : self.key_offsets[b]],
+            key_data[key_offsets[a] : key_offsets[b]],
             self.ttl_frame,
             b"$1\r\n1\r\n" if msetex else b"$1\r\n0\r\n",
             b"$1\r\n1\r\n" if self.unique else b"$1\r\n0\r\n",
-            self.value_data[self.value_offsets[a] : self.value_offsets[b]],
+            value_data[value_offsets[a] : value_offsets[b]],
         ]
 
+    def set_if_none_exist(self, msetex: bool, a: int, b: int) -> list[Any]:
+        """``MSETEX n key value ... NX [EX ttl]`` (or ``MSETNX`` on servers without MSETEX, for
+        keys that never expire) for rows ``[a, b)``: all set, or none if any key exists."""
+        if self._pairs is None:  # key, value, key, value...
+            import pyarrow.compute as pc
 
-class _ScriptPipe:
-    """Newest-wins script calls pipelined on one connection, a few in flight at a time."""
+            key_length, value_length = self.lengths()
+            self._pairs = _buffers(pc.binary_join_element_wise(
+                b"$", key_length, b"\r\n", self.keys, b"\r\n$", value_length, b"\r\n", self.values, b"\r\n", b""))
+        data, offsets = self._pairs
+        pairs = data[offsets[a] : offsets[b]]
+        if not msetex:
+            return [b"*%d\r\n$6\r\nMSETNX\r\n" % (1 + 2 * (b - a)), pairs]
+        count = _bulk(b"%d" % (b - a))
+        expiry = b"" if self.ttl == b"0" else b"$2\r\nEX\r\n" + self.ttl_frame
+        args = 3 + 2 * (b - a) + (2 if expiry else 0)
+        return [b"*%d\r\n$6\r\nMSETEX\r\n%s" % (args, count), pairs, b"$2\r\nNX\r\n" + expiry]
 
-    def __init__(self, client: Any) -> None:
+    def lengths(self) -> tuple[pa.Array, pa.Array]:
+        """The byte lengths of keys and of values, as decimal text (RESP bulk string headers)."""
+        if self._lengths is None:
+            self._lengths = (_decimal_lengths(self.keys), _decimal_lengths(self.values))
+        return self._lengths
+
+
+@dataclass
+class _Sent:
+    """A command in flight: which rows it writes and whether it is an all-or-nothing try."""
+
+    calls: _Calls
+    a: int
+    b: int
+    command: list[Any]
+    if_none_exist: bool
+
+
+class _WritePipe:
+    """Newest-wins writes pipelined on one connection, a few commands in flight at a time.
+
+    With ``distinct`` (no key repeats across the whole write), a slice of a batch whose keys are
+    distinct is first tried as one set-if-none-exist command; if any key exists, it goes through
+    the script. Without it, every slice goes through the script, in order: a retried slice would
+    land after later ones, and rows tied on both times must keep their write order.
+    """
+
+    def __init__(self, client: Any, ttl: bytes, distinct: bool) -> None:
         self.client = client
         self.sha = str(client.script_load(NEWEST_WINS)).encode()
         self.msetex = _has_command(client, "MSETEX")  # Valkey 9.1+, Redis 8.4+
+        # Expiring keys need MSETEX; keys without expiry can use MSETNX, which every server has.
+        self.try_new = distinct and (self.msetex or ttl == b"0")
+        self.new_ok = self.new_failed = 0
         self.pool = client.connection_pool
         self.conn = self.pool.get_connection()
-        self.inflight: deque[list[Any]] = deque()
+        self.inflight: deque[_Sent] = deque()
         self.written = 0
         self.clean = False
 
     def send(self, calls: _Calls, a: int, b: int) -> None:
-        command = calls.command(self.sha, self.msetex, a, b)
-        self.conn.send_packed_command(command, check_health=False)
-        self.inflight.append(command)
+        if self.try_new and calls.unique:
+            self._send(_Sent(calls, a, b, calls.set_if_none_exist(self.msetex, a, b), True))
+        else:
+            self._send(_Sent(calls, a, b, calls.script(self.sha, self.msetex, a, b), False))
         if len(self.inflight) >= IN_FLIGHT:
             self._settle()
+
+    def _send(self, sent: _Sent) -> None:
+        self.conn.send_packed_command(sent.command, check_health=False)
+        self.inflight.append(sent)
 
     def _settle(self) -> None:
         import redis
 
-        command = self.inflight.popleft()
+        sent = self.inflight.popleft()
         try:
-            self.written += int(self.conn.read_response())
+            self._take(sent, self.conn.read_response())
         except redis.exceptions.NoScriptError:
             # The server lost its scripts (restart, SCRIPT FLUSH). Every call still in flight was
             # sent before the reload: collect the replies, load the script, resend the failed calls.
-            failed = [command]
+            failed = [sent]
             while self.inflight:
                 pending = self.inflight.popleft()
                 try:
-                    self.written += int(self.conn.read_response())
+                    self._take(pending, self.conn.read_response())
                 except redis.exceptions.NoScriptError:
                     failed.append(pending)
             self.client.script_load(NEWEST_WINS)
             for retry in failed:
-                self.conn.send_packed_command(retry)
-            for _ in failed:
-                self.written += int(self.conn.read_response())
+                self._send(retry)
+
+    def _take(self, sent: _Sent, reply: Any) -> None:
+        if not sent.if_none_exist:
+            self.written += int(reply)
+        elif int(reply):
+            self.written += sent.b - sent.a
+            self.new_ok += 1
+        else:  # some key exists: compare versions; stop trying once most tries fail
+            self.new_failed += 1
+            self.try_new = self.new_failed <= max(NX_TRIES, self.new_ok)
+            self._send(_Sent(sent.calls, sent.a, sent.b, sent.calls.script(self.sha, self.msetex, sent.a, sent.b),
+                             False))
 
     def finish(self) -> int:
         while self.inflight:
@@ -389,14 +470,21 @@ def _split(values: Sequence[bytes | None], groups: Sequence[Sequence[bytes]]) ->
     return out
 
 
-def _frames(arr: pa.Array) -> tuple[memoryview, Any]:
-    """Each value of a binary array as a RESP bulk string, all in one buffer, and row offsets."""
-    import numpy as np
+def _bulk(value: bytes) -> bytes:
+    return b"$%d\r\n%s\r\n" % (len(value), value)
+
+
+def _decimal_lengths(arr: pa.Array) -> pa.Array:
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    lengths = pc.cast(pc.cast(pc.binary_length(arr), pa.string()), pa.binary())
-    framed = pc.binary_join_element_wise(b"$", lengths, b"\r\n", arr, b"\r\n", b"")
+    return pc.cast(pc.cast(pc.binary_length(arr), pa.string()), pa.binary())
+
+
+def _buffers(framed: pa.Array) -> tuple[memoryview, Any]:
+    """A binary array's data, all in one buffer, and its row offsets."""
+    import numpy as np
+
     offsets = np.frombuffer(framed.buffers()[1], dtype=np.int32)[framed.offset : framed.offset + len(framed) + 1]
     data = framed.buffers()[2]
     return memoryview(data if data is not None else b""), offsets
