@@ -518,7 +518,8 @@ def run_floor(kind: str, server: Server, n: int, size: int, sha: str) -> dict[st
         "hset": ["hset", "key:__rand_int__", "v", value],
         "evalsha": ["evalsha", sha, "1", "key:__rand_int__", "0", "0", "1", value],  # ttl 0, no MSETEX
     }[kind]
-    binary = shutil.which("redis-benchmark") or "/usr/bin/redis-benchmark"
+    binary = redis_benchmark_binary()
+    assert binary is not None, "main() checks for redis-benchmark first"
     head = [binary, "-h", server.handle.host, "-p", str(server.handle.port)]
     tail = ["-n", str(n), "-r", str(n), "-P", str(PIPELINE), "--csv", *command]
     server.flush()
@@ -951,8 +952,18 @@ def _server_name(server: Server) -> str:
     return f"{info.get('server_name', 'redis')} {info.get('valkey_version') or info.get('redis_version')}"
 
 
+def redis_benchmark_binary() -> str | None:
+    """redis-benchmark on PATH or where Debian's redis-tools puts it; None when neither has it."""
+    found = shutil.which("redis-benchmark")
+    if found:
+        return found
+    return "/usr/bin/redis-benchmark" if Path("/usr/bin/redis-benchmark").is_file() else None
+
+
 def _redis_benchmark_version() -> str | None:
-    binary = shutil.which("redis-benchmark") or "/usr/bin/redis-benchmark"
+    binary = redis_benchmark_binary()
+    if binary is None:
+        return None
     try:
         return subprocess.run([binary, "--version"], capture_output=True, text=True, check=True).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
@@ -992,6 +1003,9 @@ def main(argv: list[str] | None = None) -> None:
     if args.repeat < 1 or args.warmup < 0 or args.rows_per_user < 1:
         parser.error("--repeat and --rows-per-user must be at least 1, --warmup at least 0")
 
+    if redis_benchmark_binary() is None:  # the floor needs it: say so now, not after minutes of work
+        parser.error("redis-benchmark not found (the floor of this benchmark): install it "
+                     "(Debian: apt-get install redis-tools; bash scripts/test.sh installs it when run as root)")
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     report = run_benchmark(args)
     print()
