@@ -41,6 +41,8 @@ class FeatureRequests(list["ViewRequest"]):
         # How to read these online (online.retrieval.view_plans), worked out on first use and kept
         # with the requests: the feature server keeps resolved requests per request shape.
         self.online_plans: tuple[str, tuple[Any, ...]] | None = None
+        # What the feature server works out once per request shape (its one-entity response writer).
+        self.server_cache: dict[str, Any] = {}
 
 
 @dataclass

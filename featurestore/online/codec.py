@@ -212,7 +212,7 @@ class ValueCodec:
             else:
                 (length,) = _LEN.unpack_from(value, pos)
                 pos += 4
-                item = _decode_var(value[pos : pos + length], col.dtype)
+                item = decode_var(value[pos : pos + length], col.dtype)
                 pos += length
             out.append(None if nulls[i >> 3] >> (i & 7) & 1 else item)
         return event_us, created_us, out
@@ -295,7 +295,7 @@ def _var_bytes(arr: pa.Array, dtype: DType) -> pa.Array:
     return pa.BinaryArray.from_buffers(pa.binary(), len(lists), buffers)
 
 
-def _decode_var(data: bytes, dtype: DType) -> Any:
+def decode_var(data: bytes, dtype: DType) -> Any:
     if isinstance(dtype, ArrayType):
         element = dtype.element
         out: list[Any] = []
@@ -313,7 +313,7 @@ def _decode_var(data: bytes, dtype: DType) -> Any:
             else:
                 (length,) = _LEN.unpack_from(data, pos)
                 pos += 4
-                item = _decode_var(data[pos : pos + length], element)
+                item = decode_var(data[pos : pos + length], element)
                 pos += length
             out.append(None if is_null else item)
         return out

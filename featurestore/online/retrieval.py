@@ -128,6 +128,11 @@ class OnlineRead:
             if entity is None:
                 entity = parts[plan.join_keys] = _entity_parts(plan, self.columns, n)
             self.key_groups.append(plan.key_codec.keys_of(entity))
+        self.size = n
+
+    def __len__(self) -> int:
+        """The number of entities looked up."""
+        return self.size
 
     def decode_views(self, raw: Sequence[Sequence[bytes | None]], now_us: int | None = None) -> list[ViewValues]:
         """Per view: a status and event time (microseconds, None when not found) per entity, and the

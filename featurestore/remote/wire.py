@@ -25,7 +25,7 @@ from featurestore.types import ArrayType, DType
 from featurestore.v1 import feature_store_pb2 as pb
 
 # Column's field per feature type (field number << 3 | 2: a length-delimited submessage).
-_COLUMN_TAG = {"Int64": 0x0A, "Int32": 0x12, "Float64": 0x1A, "Float32": 0x22, "String": 0x2A, "Bool": 0x32,
+COLUMN_TAG = {"Int64": 0x0A, "Int32": 0x12, "Float64": 0x1A, "Float32": 0x22, "String": 0x2A, "Bool": 0x32,
                "Bytes": 0x3A, "UnixTimestamp": 0x42}
 _ARRAY_TAG = 0x4A
 _FEW = 4  # above this many entities, lists of values go through protobuf's C encoder
@@ -34,12 +34,12 @@ _VALUES: dict[str, Any] = {"Int64": pb.Int64Values, "Int32": pb.Int32Values, "St
 _NULLS_TAG = 0x7A  # Column.nulls, field 15, packed
 
 
-_ONE_BYTE = [bytes((i,)) for i in range(128)]
+ONE_BYTE = [bytes((i,)) for i in range(128)]
 
 
 def varint(n: int) -> bytes:
     if 0 <= n < 0x80:
-        return _ONE_BYTE[n]
+        return ONE_BYTE[n]
     if n < 0:
         n += 1 << 64  # int64: ten bytes of two's complement
     out = bytearray()
@@ -51,12 +51,12 @@ def varint(n: int) -> bytes:
 
 
 def _field(tag: int, payload: bytes) -> bytes:
-    return _ONE_BYTE[tag] + varint(len(payload)) + payload
+    return ONE_BYTE[tag] + varint(len(payload)) + payload
 
 
 def online_response(views: Sequence[ViewValues], entities: Sequence[tuple[str, bytes]]) -> bytes:
     """The serialized response: ``entities`` are (join key, serialized ``Column``) pairs."""
-    out = [_field(0x0A, _field(0x0A, name.encode()) + _field(0x12, column)) for name, column in entities]
+    out = entity_fields(entities)
     for view in views:
         if len(view.statuses) > _FEW:  # FeatureColumn's fields 3 and 4 alone are exactly the tail
             codes: list[Any] = [STATUS_TO_PB[s] for s in view.statuses]
@@ -68,9 +68,19 @@ def online_response(views: Sequence[ViewValues], entities: Sequence[tuple[str, b
             tail = (_field(0x1A, statuses) if statuses else b"") + (_field(0x22, stamps) if stamps else b"")
         for (head, dtype_field, encode), values in zip(_encoders(view), view.columns, strict=True):
             col = encode(values)
-            inner = head + varint(len(col)) + col + tail + dtype_field
-            out.append(b"\x12" + varint(len(inner)) + inner)
+            out.append(feature_field(head + varint(len(col)) + col, tail, dtype_field))
     return b"".join(out)
+
+
+def entity_fields(entities: Sequence[tuple[str, bytes]]) -> list[bytes]:
+    """The response's ``entities`` map entries: (join key, serialized ``Column``) pairs."""
+    return [_field(0x0A, _field(0x0A, name.encode()) + _field(0x12, column)) for name, column in entities]
+
+
+def feature_field(head: bytes, tail: bytes, dtype_field: bytes) -> bytes:
+    """One ``features`` entry: name and values (``head``), statuses and event times (``tail``), dtype."""
+    inner = head + tail + dtype_field
+    return b"\x12" + varint(len(inner)) + inner
 
 
 Encoder = tuple[bytes, bytes, Callable[[Sequence[Any]], bytes]]
@@ -83,7 +93,8 @@ def _encoders(view: ViewValues) -> list[Encoder]:
     found = _ENCODERS.get(id(view.dtypes))
     if found is not None and found[0] is view.dtypes and (found[1] is view.names or found[1] == view.names):
         return found[2]
-    encoders = [(*_names(name, dtype), _encoder(dtype)) for name, dtype in zip(view.names, view.dtypes, strict=True)]
+    encoders = [(*name_fields(name, dtype), _encoder(dtype))
+                for name, dtype in zip(view.names, view.dtypes, strict=True)]
     if len(_ENCODERS) >= 4096:
         _ENCODERS.clear()
     _ENCODERS[id(view.dtypes)] = (view.dtypes, tuple(view.names), encoders)
@@ -91,7 +102,7 @@ def _encoders(view: ViewValues) -> list[Encoder]:
 
 
 @lru_cache(maxsize=4096)
-def _names(name: str, dtype: DType) -> tuple[bytes, bytes]:
+def name_fields(name: str, dtype: DType) -> tuple[bytes, bytes]:
     """The name field with the tag of the values field after it, and the dtype field."""
     return (_field(0x0A, name.encode()) if name else b"") + b"\x12", _field(0x2A, repr(dtype).encode())
 
@@ -100,11 +111,11 @@ def _encoder(dtype: DType) -> Callable[[Sequence[Any]], bytes]:
     """``column`` for one type, with a shortcut for the commonest case: one value, not null."""
     if isinstance(dtype, ArrayType) or dtype.name not in ("Float64", "Float32", "Int64", "Int32", "String"):
         return lambda values: column(values, dtype)
-    tag = _ONE_BYTE[_COLUMN_TAG[dtype.name]]
+    tag = ONE_BYTE[COLUMN_TAG[dtype.name]]
     null = column([None], dtype)  # one null value: the same bytes every time
     if dtype.name in ("Float64", "Float32"):
         size = 8 if dtype.name == "Float64" else 4
-        prefix = tag + _ONE_BYTE[2 + size] + b"\x0a" + _ONE_BYTE[size]
+        prefix = tag + ONE_BYTE[2 + size] + b"\x0a" + ONE_BYTE[size]
         one = _packer("d" if size == 8 else "f", 1)
 
         def encode_float(values: Sequence[Any]) -> bytes:
@@ -131,7 +142,7 @@ def _encoder(dtype: DType) -> Callable[[Sequence[Any]], bytes]:
             if values[0] is None:
                 return null
             number = varint(values[0])
-            return tag + _ONE_BYTE[len(number) + 2] + b"\x0a" + _ONE_BYTE[len(number)] + number
+            return tag + ONE_BYTE[len(number) + 2] + b"\x0a" + ONE_BYTE[len(number)] + number
         return column(values, dtype)
 
     return encode_int
@@ -143,7 +154,7 @@ def column(values: Sequence[Any], dtype: DType) -> bytes:
         rows = b"".join([_field(0x0A, column([] if v is None else list(v), dtype.element)) for v in values])
         body = _field(_ARRAY_TAG, rows)
     else:
-        body = _field(_COLUMN_TAG[dtype.name], _scalars(values, dtype.name))
+        body = _field(COLUMN_TAG[dtype.name], _scalars(values, dtype.name))
     if None in values:
         body += _field(_NULLS_TAG, bytes([v is None for v in values]))
     return body

@@ -29,6 +29,7 @@ from featurestore.online.redis import AsyncRedisReader
 from featurestore.online.retrieval import OnlineRead
 from featurestore.remote import messages, wire
 from featurestore.remote.columns import from_column
+from featurestore.remote.transcode import OneEntityWriter
 from featurestore.skew import ServedLog
 from featurestore.store import FeatureStore
 from featurestore.v1 import feature_store_pb2 as pb
@@ -191,10 +192,15 @@ class FeatureStoreServicer(pb_grpc.FeatureStoreServiceServicer):
             now_us = time.time_ns() // 1000  # judges max age; a logged call records it as its request time
             served_log = self.served_log
             if not requests.on_demand and not imputed:
-                views = plan.decode_views(raw, now_us)
-                if served_log is not None and served_log.sampled():
-                    served_log.record_views(now_us, features, request.full_feature_names, entities, views)
                 # Written as bytes directly (the method's serializer passes them through): see remote.wire.
+                head = wire.entity_fields([(k, c.SerializeToString()) for k, c in request.entities.items()])
+                logged = served_log is not None and served_log.sampled()
+                if len(plan) == 1 and not logged:  # one entity: straight from the stored bytes
+                    return b"".join(head + _one_entity_writer(requests, plan).write(raw, now_us))
+                views = plan.decode_views(raw, now_us)
+                if logged:
+                    assert served_log is not None
+                    served_log.record_views(now_us, features, request.full_feature_names, entities, views)
                 return wire.online_response(views, [(k, c.SerializeToString()) for k, c in request.entities.items()])
             response = add_to_response(plan.decode(raw, now_us), requests.on_demand, requests.hidden)
             if imputed:
@@ -296,6 +302,14 @@ def _arrow(data: bytes, what: str) -> Any:
         raise RetrievalError(f"{what} are not an Arrow IPC stream: {exc}") from None
 
 
+def _one_entity_writer(requests: Any, plan: OnlineRead) -> OneEntityWriter:
+    """The request shape's writer, made on first use and kept with its resolved requests."""
+    writer = requests.server_cache.get("one_entity_writer")
+    if writer is None:
+        writer = requests.server_cache["one_entity_writer"] = OneEntityWriter(plan.plans)
+    return writer
+
+
 def _features(request: Any) -> str | tuple[str, ...]:
     which = request.WhichOneof("features")
     if which == "feature_service":
@@ -328,5 +342,5 @@ def add_to_server(servicer: FeatureStoreServicer, server: grpc.aio.Server) -> No
             getattr(servicer, method.name), request_deserializer=request.FromString,
             response_serializer=None if method.name in PRESERIALIZED else response.SerializeToString,
         )
+    # Generic handlers only, no registered methods: see app.GenericHandlersOnly.
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE_NAME, handlers),))
-    server.add_registered_method_handlers(SERVICE_NAME, handlers)
