@@ -1,5 +1,5 @@
-"""The feature server's pipelined reader, on a real Valkey server: order, cancellation, lost
-connections, stalls and bad credentials."""
+"""The feature server's pipelined reader, on a real Valkey server: order, batched writes,
+cancellation, lost connections, stalls and bad credentials."""
 
 from __future__ import annotations
 
@@ -51,6 +51,24 @@ def test_concurrent_calls_each_get_their_own_reply_in_order(url: str, keys: list
         return list(await asyncio.gather(*(reader.mget(g) for g in groups)))
 
     assert run(calls, {"url": url}) == [expected(g) for g in groups]
+
+
+def test_calls_of_one_loop_iteration_go_out_in_one_write(url: str, keys: list[bytes], redis_client: Any) -> None:
+    """The first call on an idle connection is written at once; the calls that join it while it is
+    in flight are written together, so the server reads them in one go (and answers them so)."""
+    groups = [keys[i : i + 3] for i in range(0, 150, 3)]
+
+    async def calls(reader: PipelinedReader) -> tuple[list[Any], int]:
+        await reader.ping()  # connected, so the reads counted below are only those of the calls
+        before = redis_client.info("stats")["total_reads_processed"]
+        answers = list(await asyncio.gather(*(reader.mget(g) for g in groups)))
+        return answers, redis_client.info("stats")["total_reads_processed"] - before
+
+    answers, reads = run(calls, {"url": url})
+    assert answers == [expected(g) for g in groups]
+    # 50 calls: the first alone, the 49 others in one write; the INFO call itself is one more read.
+    # (Written one by one, the server would have read them in up to 50 reads.)
+    assert reads <= 4, reads
 
 
 def test_a_caller_that_gives_up_leaves_the_next_replies_in_order(

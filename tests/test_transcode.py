@@ -27,7 +27,8 @@ TYPES: dict[str, tuple[Any, pa.DataType, st.SearchStrategy[Any]]] = {
     "Int32": (Int32, pa.int32(), st.integers(-(2**31), 2**31 - 1)),
     "Float64": (Float64, pa.float64(), st.floats(allow_nan=True, allow_infinity=True)),
     "Float32": (Float32, pa.float32(), st.floats(width=32, allow_nan=False)),
-    "String": (String, pa.string(), st.text(max_size=10)),
+    # long strings too: a feature entry of 128 bytes or more has a two-byte length
+    "String": (String, pa.string(), st.text(max_size=10) | st.text(min_size=120, max_size=140)),
     "Bytes": (Bytes, pa.binary(), st.binary(max_size=10)),
     "Bool": (Bool, pa.bool_(), st.booleans()),
     "UnixTimestamp": (UnixTimestamp, pa.timestamp("us", "UTC"),

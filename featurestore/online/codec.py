@@ -30,6 +30,7 @@ import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from featurestore.definitions import FeatureView
@@ -97,9 +98,14 @@ class KeyCodec:
     def key(self, values: Sequence[Any]) -> bytes:
         return self.keys_of([self.entity_key(values).encode()])[0]
 
+    @cached_property
+    def key_head(self) -> bytes:
+        """Every key's start: ``<project>:<view>:{``."""
+        return f"{self.prefix}{{".encode()
+
     def keys_of(self, entities: Sequence[bytes]) -> list[bytes]:
         """Keys from entity parts already made by ``entity_key`` and encoded (shared by views)."""
-        head = f"{self.prefix}{{".encode()
+        head = self.key_head
         return [head + entity + b"}" for entity in entities]
 
     def keys_from_arrow(self, columns: Sequence[pa.Array]) -> pa.Array:

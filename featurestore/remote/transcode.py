@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Callable, Sequence
+from functools import lru_cache
 from typing import Any
 
-from featurestore.online.codec import HEADER, ValueCodec, decode_var
+from featurestore.online.codec import HEADER, decode_var
 from featurestore.online.retrieval import FieldStatus, ViewPlan
 from featurestore.remote import wire
 from featurestore.remote.messages import STATUS_TO_PB
@@ -24,10 +25,14 @@ from featurestore.remote.messages import STATUS_TO_PB
 _LEN = struct.Struct("<I")
 _PRESENT = wire.ONE_BYTE[STATUS_TO_PB[FieldStatus.PRESENT]]
 _OUTSIDE_MAX_AGE = wire.ONE_BYTE[STATUS_TO_PB[FieldStatus.OUTSIDE_MAX_AGE]]
-# Reads one feature's Column bytes from a stored value: (value, variable-width spans) -> bytes.
-Reader = Callable[[bytes, list[tuple[int, int]]], bytes]
+# Writes one feature's name and values fields from a stored value: (value, variable-width spans) -> bytes.
+Reader = Callable[[bytes, Sequence[tuple[int, int]]], bytes]
+_NO_SPANS: tuple[tuple[int, int], ...] = ()
+# A features entry's tag and length, for the lengths that fit one byte (nearly all of them).
+_FEATURE_TAG = [b"\x12" + wire.ONE_BYTE[n] for n in range(128)]
 
 
+@lru_cache(maxsize=4096)  # event times repeat (a batch writes many rows at one time)
 def _tail(status: bytes, event_us: int) -> bytes:
     """FeatureColumn's statuses and event_timestamps fields for one entity (shared by a view's features)."""
     stamp = wire.varint(event_us)
@@ -51,7 +56,6 @@ class OneEntityWriter:
 class _ViewWriter:
     def __init__(self, plan: ViewPlan) -> None:
         codec = plan.codec
-        self.codec = codec
         self.layout = codec.layout_id
         self.min_size = codec.fixed_offset
         self.max_age_us = plan.max_age_us
@@ -64,22 +68,21 @@ class _ViewWriter:
             offsets[col.name] = pos
             pos += struct.calcsize("<" + col.fixed[0])
         var_index = {c.name: i for i, c in enumerate(codec.var_cols)}
-        # Per requested feature: its null bit, the constant pieces around its values, and its reader.
-        self.features: list[tuple[int, int, bytes, bytes, bytes, Reader]] = []
-        self.null_parts: list[tuple[bytes, bytes]] = []
+        # Per requested feature: its null bit, its name and values fields when null, its reader
+        # (which writes them from the stored value) and its dtype field.
+        self.features: list[tuple[int, int, bytes, Reader, bytes]] = []
         self.needs_spans = False
         for position, name, dtype in zip(plan.positions, plan.output_names, plan.dtypes, strict=True):
             col = codec.columns[position]
             head, dtype_field = wire.name_fields(name, dtype)
             null = wire.column([None], dtype)
-            self.null_parts.append((head + wire.varint(len(null)) + null, dtype_field))
-            reader = _reader(codec, col.name, dtype, offsets.get(col.name), var_index.get(col.name))
+            reader = _reader(head, col.name, dtype, offsets.get(col.name), var_index.get(col.name))
             self.needs_spans |= col.name in var_index
-            self.features.append((HEADER.size + (position >> 3), 1 << (position & 7), head, dtype_field, null, reader))
+            self.features.append((HEADER.size + (position >> 3), 1 << (position & 7),
+                                  head + wire.varint(len(null)) + null, reader, dtype_field))
         # Not found: nothing in it depends on the call.
-        not_found = [wire.feature_field(pre, _tail(wire.ONE_BYTE[STATUS_TO_PB[FieldStatus.NOT_FOUND]], 0), post)
-                     for pre, post in self.null_parts]
-        self.not_found = b"".join(not_found)
+        not_found = _tail(wire.ONE_BYTE[STATUS_TO_PB[FieldStatus.NOT_FOUND]], 0)
+        self.not_found = b"".join([wire.feature_field(null, not_found, post) for _, _, null, _, post in self.features])
 
     def write(self, value: bytes | None, now_us: int, out: list[bytes]) -> None:
         if value is None or len(value) < self.min_size:
@@ -91,15 +94,14 @@ class _ViewWriter:
             return
         if self.max_age_us is not None and event_us < now_us - self.max_age_us:
             tail = _tail(_OUTSIDE_MAX_AGE, event_us)
-            out.extend([wire.feature_field(pre, tail, post) for pre, post in self.null_parts])
+            out.extend([wire.feature_field(null, tail, post) for _, _, null, _, post in self.features])
             return
         tail = _tail(_PRESENT, event_us)
-        spans = self._spans(value) if self.needs_spans else []
-        varint = wire.varint
-        for null_byte, mask, head, dtype_field, null, read in self.features:
-            col = null if value[null_byte] & mask else read(value, spans)
-            inner = head + varint(len(col)) + col + tail + dtype_field
-            out.append(b"\x12" + varint(len(inner)) + inner)
+        spans = self._spans(value) if self.needs_spans else _NO_SPANS
+        for null_byte, mask, null, read, post in self.features:
+            inner = (null if value[null_byte] & mask else read(value, spans)) + tail + post
+            n = len(inner)
+            out.append(_FEATURE_TAG[n] + inner if n < 128 else wire.feature_field(inner, b"", b""))
 
     def _spans(self, value: bytes) -> list[tuple[int, int]]:
         """(start, end) of each variable-width feature's bytes in ``value``."""
@@ -113,36 +115,45 @@ class _ViewWriter:
         return spans
 
 
-def _reader(codec: ValueCodec, name: str, dtype: Any, offset: int | None, var: int | None) -> Reader:
-    """How to write one feature's Column (one value, not null) from the stored bytes."""
+def _reader(head: bytes, name: str, dtype: Any, offset: int | None, var: int | None) -> Reader:
+    """How to write one feature's name and values fields (``head``, then a Column of one value, not
+    null) from the stored bytes."""
     kind = dtype.name
+    one = wire.ONE_BYTE
     if offset is not None and kind in ("Float64", "Float32"):
         size = 8 if kind == "Float64" else 4
-        prefix = wire.ONE_BYTE[wire.COLUMN_TAG[kind]] + wire.ONE_BYTE[2 + size] + b"\x0a" + wire.ONE_BYTE[size]
+        # Column{XValues{values: packed}}: tag, length, then the packed field's tag and length.
+        pre = head + one[4 + size] + one[wire.COLUMN_TAG[kind]] + one[2 + size] + b"\x0a" + one[size]
         end = offset + size
-        return lambda value, spans: prefix + value[offset:end]
+        return lambda value, spans: pre + value[offset:end]
     if offset is not None and kind in ("Int64", "Int32", "UnixTimestamp"):
         unpack = struct.Struct("<q" if kind != "Int32" else "<i").unpack_from
-        tag = wire.ONE_BYTE[wire.COLUMN_TAG[kind]]
+        tag = one[wire.COLUMN_TAG[kind]]
+        by_size = [head + one[4 + k] + tag + one[k + 2] + b"\x0a" + one[k] for k in range(11)]  # varints: 1-10 bytes
 
-        def read_int(value: bytes, spans: list[tuple[int, int]]) -> bytes:
+        def read_int(value: bytes, spans: Sequence[tuple[int, int]]) -> bytes:
             number = wire.varint(unpack(value, offset)[0])
-            return tag + wire.ONE_BYTE[len(number) + 2] + b"\x0a" + wire.ONE_BYTE[len(number)] + number
+            return by_size[len(number)] + number
 
         return read_int
     if offset is not None and kind == "Bool":
-        false, true = wire.column([False], dtype), wire.column([True], dtype)
+        false, true = (head + wire.varint(len(c)) + c for c in (wire.column([v], dtype) for v in (False, True)))
         return lambda value, spans: true if value[offset] else false
     if var is not None and kind in ("String", "Bytes"):
-        tag = wire.ONE_BYTE[wire.COLUMN_TAG[kind]]
+        tag = one[wire.COLUMN_TAG[kind]]
 
-        def read_text(value: bytes, spans: list[tuple[int, int]]) -> bytes:
+        def read_text(value: bytes, spans: Sequence[tuple[int, int]]) -> bytes:
             start, end = spans[var]
             item = b"\x0a" + wire.varint(end - start) + value[start:end]
-            return tag + wire.varint(len(item)) + item
+            col = tag + wire.varint(len(item)) + item
+            return head + wire.varint(len(col)) + col
 
         return read_text
     if var is not None:  # arrays: decoded, then written as the general path does
-        return lambda value, spans: wire.column([decode_var(value[spans[var][0] : spans[var][1]], dtype)], dtype)
-    raise AssertionError(f"feature {name!r} of type {dtype!r} is neither fixed- nor variable-width")
 
+        def read_array(value: bytes, spans: Sequence[tuple[int, int]]) -> bytes:
+            col = wire.column([decode_var(value[spans[var][0] : spans[var][1]], dtype)], dtype)
+            return head + wire.varint(len(col)) + col
+
+        return read_array
+    raise AssertionError(f"feature {name!r} of type {dtype!r} is neither fixed- nor variable-width")

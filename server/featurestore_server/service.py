@@ -182,7 +182,8 @@ class FeatureStoreServicer(pb_grpc.FeatureStoreServiceServicer):
             if request.request_data and not requests.on_demand:
                 names = sorted(request.request_data)
                 raise RetrievalError(f"request_data {names} given, but no requested feature is an on-demand feature")
-            entities = {name: from_column(column) for name, column in request.entities.items()}
+            keys = list(request.entities.items())  # a protobuf map: iterated once
+            entities = {name: from_column(column) for name, column in keys}
             if not entities:
                 raise RetrievalError("no entities given: set entities, e.g. {'user_id': int64_values [1, 2]}")
             # Request values may come in request_data or, as in the Python API, beside the keys.
@@ -193,15 +194,15 @@ class FeatureStoreServicer(pb_grpc.FeatureStoreServiceServicer):
             served_log = self.served_log
             if not requests.on_demand and not imputed:
                 # Written as bytes directly (the method's serializer passes them through): see remote.wire.
-                head = wire.entity_fields([(k, c.SerializeToString()) for k, c in request.entities.items()])
+                columns = [(k, c.SerializeToString()) for k, c in keys]
                 logged = served_log is not None and served_log.sampled()
                 if len(plan) == 1 and not logged:  # one entity: straight from the stored bytes
-                    return b"".join(head + _one_entity_writer(requests, plan).write(raw, now_us))
+                    return b"".join(wire.entity_fields(columns) + _one_entity_writer(requests, plan).write(raw, now_us))
                 views = plan.decode_views(raw, now_us)
                 if logged:
                     assert served_log is not None
                     served_log.record_views(now_us, features, request.full_feature_names, entities, views)
-                return wire.online_response(views, [(k, c.SerializeToString()) for k, c in request.entities.items()])
+                return wire.online_response(views, columns)
             response = add_to_response(plan.decode(raw, now_us), requests.on_demand, requests.hidden)
             if imputed:
                 assert service is not None
