@@ -9,11 +9,14 @@ from typing import Any
 import polars as pl
 import pyarrow as pa
 import pytest
+from hypothesis import given, settings
 from redis.crc import key_slot
 
 from featurestore import Entity, FeatureView, Field, FileSource
 from featurestore.errors import OnlineStoreError
+from featurestore.offline.retrieval import ViewRequest
 from featurestore.online.codec import HEADER, NO_CREATED, KeyCodec, ValueCodec
+from featurestore.online.retrieval import OnlineRead
 from featurestore.types import (
     Array,
     Bool,
@@ -25,6 +28,7 @@ from featurestore.types import (
     String,
     UnixTimestamp,
 )
+from tests.stored_values import NOW_US, cases
 
 USER = Entity("user", join_keys=["user_id"])
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -382,3 +386,29 @@ def testpolars_types_of_online_responses_match_the_arrow_types(name: str) -> Non
     dtype = parse_dtype(name)
     expected = pl.from_arrow(pa.array([], type=dtype.to_arrow())).dtype  # type: ignore[union-attr]
     assert polars_type(dtype) == expected
+
+
+@settings(max_examples=300, deadline=None)
+@given(cases(entities=9))
+def test_decoding_many_values_column_by_column_equals_decoding_each(
+    case: tuple[list[ViewRequest], list[list[bytes | None]]]
+) -> None:
+    """Above a few entities a view's values are decoded column-wise with numpy; the statuses, event
+    times and values are those of decoding value by value."""
+    requests, raw = case
+    plan = OnlineRead("p", requests, {"user_id": list(range(9))})
+    now = NOW_US
+    by_columns = plan.decode_views(raw, now)
+    one_by_one = [OnlineRead("p", requests, {"user_id": [i]}).decode_views([[group[i]] for group in raw], now)
+                  for i in range(9)]
+    for v, view in enumerate(by_columns):
+        assert view.statuses == [row[v].statuses[0] for row in one_by_one]
+        assert view.event_us == [row[v].event_us[0] for row in one_by_one]
+        for c, column in enumerate(view.columns):
+            expected = [row[v].columns[c][0] for row in one_by_one]
+            assert [_same(a) for a in column] == [_same(b) for b in expected]
+
+
+def _same(value: Any) -> Any:
+    """NaN compares unequal to itself: compare it by its representation."""
+    return repr(value) if isinstance(value, float) and value != value else value

@@ -168,13 +168,10 @@ class ValueCodec:
         import pyarrow.compute as pc
 
         n = table.num_rows
-        fields: list[tuple[str, Any]] = [("ev", ">i8"), ("cr", ">i8"), ("layout", "V4")]
-        fields += [(f"n{i}", "u1") for i in range(self.null_bytes)]
-        fields += [(c.name, c.fixed[1]) for c in self.fixed_cols if c.fixed]
-        rows = np.zeros(n, dtype=np.dtype(fields, align=False))
-        rows["ev"] = _micros(event_ts)
-        rows["cr"] = NO_CREATED if created_ts is None else _micros(created_ts, null=NO_CREATED)
-        rows["layout"] = np.frombuffer(self.layout_id, dtype="V4")[0]
+        rows = np.zeros(n, dtype=self.row_dtype)
+        rows[" ev"] = _micros(event_ts)
+        rows[" cr"] = NO_CREATED if created_ts is None else _micros(created_ts, null=NO_CREATED)
+        rows[" layout"] = np.frombuffer(self.layout_id, dtype="V4")[0]
         bits = np.zeros((n, self.null_bytes * 8), dtype=bool)
         for i, col in enumerate(self.columns):
             arr = _column(table, col.name)
@@ -184,7 +181,7 @@ class ValueCodec:
                 rows[col.name] = _fixed_values(arr, col)
         packed = np.packbits(bits, axis=1, bitorder="little")
         for b in range(self.null_bytes):
-            rows[f"n{b}"] = packed[:, b]
+            rows[f" n{b}"] = packed[:, b]
         width = rows.dtype.itemsize
         fixed = pa.FixedSizeBinaryArray.from_buffers(pa.binary(width), n, [None, pa.py_buffer(rows.tobytes())])
         parts: list[pa.Array] = [pc.cast(fixed, pa.binary())]
@@ -197,7 +194,79 @@ class ValueCodec:
             return parts[0]
         return pc.binary_join_element_wise(*parts, b"")
 
+    @cached_property
+    def row_dtype(self) -> np.dtype[Any]:
+        """A value's fixed-width part as a numpy record: the header, the null bytes and the
+        fixed-width features (header fields start with a space: no feature name can)."""
+        import numpy as np
+
+        fields: list[tuple[str, Any]] = [(" ev", ">i8"), (" cr", ">i8"), (" layout", "V4")]
+        fields += [(f" n{i}", "u1") for i in range(self.null_bytes)]
+        fields += [(c.name, c.fixed[1]) for c in self.fixed_cols if c.fixed]
+        return np.dtype(fields, align=False)
+
     # -- decoding --------------------------------------------------------------------------------
+
+    def decode_columns(
+        self, values: Sequence[bytes | None], positions: Sequence[int]
+    ) -> tuple[list[int | None], list[list[Any]]]:
+        """Many values at once: each one's event time (None when it is missing or written under
+        another layout, as ``decode`` says) and the features at ``positions`` as columns (None where
+        null or undecodable). The fixed-width features are read for all values in one numpy pass:
+        for 100 entities a fraction of the cost of ``decode`` per value."""
+        import numpy as np
+
+        n = len(values)
+        events: list[int | None] = [None] * n
+        size, layout = self.fixed_offset, self.layout_id
+        ok = [i for i, v in enumerate(values) if v is not None and len(v) >= size and v.startswith(layout, 16)]
+        if not ok:
+            return events, [[None] * n for _ in positions]
+        fixed_end = self.fixed_offset + self.fixed_struct.size
+        good: list[bytes] = [values[i] for i in ok]  # type: ignore[misc]  # None was filtered out above
+        rows = np.frombuffer(b"".join([v[:fixed_end] for v in good]), dtype=self.row_dtype)
+        for i, event in zip(ok, rows[" ev"].tolist(), strict=True):
+            events[i] = event
+        null_bytes = np.stack([rows[f" n{b}"] for b in range(self.null_bytes)], axis=1)
+        nulls = np.unpackbits(null_bytes, axis=1, bitorder="little")
+        var_values: list[list[Any]] | None = None
+        columns = []
+        for position in positions:
+            col = self.columns[position]
+            if col.fixed:
+                found = rows[col.name].tolist()
+                if col.dtype.name == "UnixTimestamp":
+                    found = [_EPOCH + timedelta(microseconds=t) for t in found]
+            else:
+                if var_values is None:
+                    var_values = self._var_columns(good, fixed_end)
+                found = var_values[self.var_cols.index(col)]
+            is_null = nulls[:, position]
+            if is_null.any():
+                found = [None if z else v for v, z in zip(found, is_null.tolist(), strict=True)]
+            if len(ok) == n:
+                columns.append(found)
+            else:
+                out: list[Any] = [None] * n
+                for i, v in zip(ok, found, strict=True):
+                    out[i] = v
+                columns.append(out)
+        return events, columns
+
+    def _var_columns(self, values: Sequence[bytes], pos: int) -> list[list[Any]]:
+        """The variable-width features of many values, column by column (schema order)."""
+        starts = [pos] * len(values)
+        out = []
+        unpack = _LEN.unpack_from
+        for col in self.var_cols:
+            ends = [s + 4 + unpack(v, s)[0] for v, s in zip(values, starts, strict=True)]
+            parts = [v[s + 4 : e] for v, s, e in zip(values, starts, ends, strict=True)]
+            if col.dtype.name == "String" and not isinstance(col.dtype, ArrayType):
+                out.append([p.decode("utf-8") for p in parts])
+            else:
+                out.append([decode_var(p, col.dtype) for p in parts])
+            starts = ends
+        return out
 
     def decode(self, value: bytes) -> tuple[int, int, list[Any]] | None:
         """``(event_us, created_us, values in schema order)``; None when written under another layout."""
