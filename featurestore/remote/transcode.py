@@ -6,8 +6,9 @@ about 55 us for 1 x 19. Here the bytes go across directly: a float is the same 8
 endian bytes in the stored value and on the wire, a string the same UTF-8 bytes, so most features
 are a slice between two constant pieces; integers, booleans and timestamps take one unpack. What
 depends only on the view and the requested features (names, types, offsets, null bits, the whole
-answer for an entity that is not found) is worked out once per request shape. The bytes are
-exactly those of the general path (a property test checks both on random values and schemas).
+answer for an entity that is not found) is worked out once per request shape: about 20 us for
+1 x 19. The bytes are exactly those of the general path (a property test checks both on random
+values and schemas).
 """
 
 from __future__ import annotations
