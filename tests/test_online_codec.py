@@ -410,5 +410,6 @@ def test_decoding_many_values_column_by_column_equals_decoding_each(
 
 
 def _same(value: Any) -> Any:
-    """NaN compares unequal to itself: compare it by its representation."""
-    return repr(value) if isinstance(value, float) and value != value else value
+    """The value and its type (True == 1 in Python, but a bool must stay a bool); NaN, which is
+    unequal to itself, by its representation."""
+    return type(value), repr(value) if isinstance(value, float) and value != value else value

@@ -234,7 +234,8 @@ class ValueCodec:
         for position in positions:
             col = self.columns[position]
             if col.fixed:
-                found = rows[col.name].tolist()
+                array = rows[col.name]
+                found = (array.astype(bool) if col.dtype.name == "Bool" else array).tolist()  # bools, not 0/1
                 if col.dtype.name == "UnixTimestamp":
                     found = [_EPOCH + timedelta(microseconds=t) for t in found]
             else:
