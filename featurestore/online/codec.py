@@ -218,7 +218,7 @@ class ValueCodec:
 
         n = len(values)
         events: list[int | None] = [None] * n
-        size, layout = self.fixed_offset, self.layout_id
+        size, layout = self.fixed_offset, self.layout_id  # header()'s test, inline: it runs per value
         ok = [i for i, v in enumerate(values) if v is not None and len(v) >= size and v.startswith(layout, 16)]
         if not ok:
             return events, [[None] * n for _ in positions]
@@ -269,15 +269,37 @@ class ValueCodec:
             starts = ends
         return out
 
-    def decode(self, value: bytes) -> tuple[int, int, list[Any]] | None:
-        """``(event_us, created_us, values in schema order)``; None when written under another layout."""
+    def header(self, value: bytes) -> tuple[int, int] | None:
+        """``(event_us, created_us)`` of a value written under this layout; None for anything else
+        (too short to be a value, or written under another schema)."""
         if len(value) < self.fixed_offset:  # not a value of ours at all
             return None
         event_us, created_us, layout = HEADER.unpack_from(value)
-        if layout != self.layout_id:
+        return (event_us, created_us) if layout == self.layout_id else None
+
+    def fixed_offset_of(self, name: str) -> int:
+        """Where a fixed-width feature's bytes start in a value."""
+        offset: int = self.row_dtype.fields[name][1]  # type: ignore[index]
+        return offset
+
+    def var_spans(self, value: bytes) -> list[tuple[int, int]]:
+        """(start, end) of each variable-width feature's bytes in ``value``, in schema order."""
+        spans = []
+        pos = self.fixed_offset + self.fixed_struct.size
+        for _ in self.var_cols:
+            (length,) = _LEN.unpack_from(value, pos)
+            pos += 4
+            spans.append((pos, pos + length))
+            pos += length
+        return spans
+
+    def decode(self, value: bytes) -> tuple[int, int, list[Any]] | None:
+        """``(event_us, created_us, values in schema order)``; None when written under another layout."""
+        header = self.header(value)
+        if header is None:
             return None
         fixed = iter(self.fixed_struct.unpack_from(value, self.fixed_offset))
-        pos = self.fixed_offset + self.fixed_struct.size
+        spans = iter(self.var_spans(value))
         nulls = value[HEADER.size : self.fixed_offset]
         out: list[Any] = []
         for i, col in enumerate(self.columns):
@@ -286,12 +308,10 @@ class ValueCodec:
                 if col.dtype.name == "UnixTimestamp":
                     item = _EPOCH + timedelta(microseconds=item)
             else:
-                (length,) = _LEN.unpack_from(value, pos)
-                pos += 4
-                item = decode_var(value[pos : pos + length], col.dtype)
-                pos += length
+                start, end = next(spans)
+                item = decode_var(value[start:end], col.dtype)
             out.append(None if nulls[i >> 3] >> (i & 7) & 1 else item)
-        return event_us, created_us, out
+        return header[0], header[1], out
 
 
 def micros_to_datetime(us: int) -> datetime:

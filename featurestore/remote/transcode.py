@@ -23,7 +23,6 @@ from featurestore.online.retrieval import FieldStatus, ViewPlan
 from featurestore.remote import wire
 from featurestore.remote.messages import STATUS_TO_PB
 
-_LEN = struct.Struct("<I")
 _PRESENT = wire.ONE_BYTE[STATUS_TO_PB[FieldStatus.PRESENT]]
 _OUTSIDE_MAX_AGE = wire.ONE_BYTE[STATUS_TO_PB[FieldStatus.OUTSIDE_MAX_AGE]]
 # Writes one feature's name and values fields from a stored value: (value, variable-width spans) -> bytes.
@@ -57,17 +56,8 @@ class OneEntityWriter:
 class _ViewWriter:
     def __init__(self, plan: ViewPlan) -> None:
         codec = plan.codec
-        self.layout = codec.layout_id
-        self.min_size = codec.fixed_offset
+        self.codec = codec
         self.max_age_us = plan.max_age_us
-        self.var_count = len(codec.var_cols)
-        self.var_start = codec.fixed_offset + codec.fixed_struct.size
-        offsets: dict[str, int] = {}
-        pos = codec.fixed_offset
-        for col in codec.fixed_cols:
-            assert col.fixed is not None
-            offsets[col.name] = pos
-            pos += struct.calcsize("<" + col.fixed[0])
         var_index = {c.name: i for i, c in enumerate(codec.var_cols)}
         # Per requested feature: its null bit, its name and values fields when null, its reader
         # (which writes them from the stored value) and its dtype field.
@@ -77,7 +67,8 @@ class _ViewWriter:
             col = codec.columns[position]
             head, dtype_field = wire.name_fields(name, dtype)
             null = wire.column([None], dtype)
-            reader = _reader(head, col.name, dtype, offsets.get(col.name), var_index.get(col.name))
+            offset = codec.fixed_offset_of(col.name) if col.fixed else None
+            reader = _reader(head, col.name, dtype, offset, var_index.get(col.name))
             self.needs_spans |= col.name in var_index
             self.features.append((HEADER.size + (position >> 3), 1 << (position & 7),
                                   head + wire.varint(len(null)) + null, reader, dtype_field))
@@ -86,34 +77,22 @@ class _ViewWriter:
         self.not_found = b"".join([wire.feature_field(null, not_found, post) for _, _, null, _, post in self.features])
 
     def write(self, value: bytes | None, now_us: int, out: list[bytes]) -> None:
-        if value is None or len(value) < self.min_size:
+        header = None if value is None else self.codec.header(value)
+        if header is None:  # missing, or written under another schema: not found, as decode() says
             out.append(self.not_found)
             return
-        event_us, _, layout = HEADER.unpack_from(value)
-        if layout != self.layout:  # written under another schema: not found, as decode() says
-            out.append(self.not_found)
-            return
+        assert value is not None
+        event_us = header[0]
         if self.max_age_us is not None and event_us < now_us - self.max_age_us:
             tail = _tail(_OUTSIDE_MAX_AGE, event_us)
             out.extend([wire.feature_field(null, tail, post) for _, _, null, _, post in self.features])
             return
         tail = _tail(_PRESENT, event_us)
-        spans = self._spans(value) if self.needs_spans else _NO_SPANS
+        spans = self.codec.var_spans(value) if self.needs_spans else _NO_SPANS
         for null_byte, mask, null, read, post in self.features:
             inner = (null if value[null_byte] & mask else read(value, spans)) + tail + post
             n = len(inner)
             out.append(_FEATURE_TAG[n] + inner if n < 128 else wire.feature_field(inner, b"", b""))
-
-    def _spans(self, value: bytes) -> list[tuple[int, int]]:
-        """(start, end) of each variable-width feature's bytes in ``value``."""
-        spans = []
-        pos = self.var_start
-        for _ in range(self.var_count):
-            (length,) = _LEN.unpack_from(value, pos)
-            pos += 4
-            spans.append((pos, pos + length))
-            pos += length
-        return spans
 
 
 def _reader(head: bytes, name: str, dtype: Any, offset: int | None, var: int | None) -> Reader:
