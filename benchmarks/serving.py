@@ -59,6 +59,7 @@ import argparse
 import asyncio
 import contextlib
 import ctypes
+import functools
 import importlib
 import json
 import os
@@ -72,6 +73,7 @@ import sys
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -136,7 +138,7 @@ METHODS = {
 NATIVE_CONNECTIONS = 64  # h2load throughput runs: enough connections for the kernel to spread over workers
 SOAK_MIX = 20  # one soak call in SOAK_MIX asks for 100 entities
 OUTAGE_BEFORE, OUTAGE_AFTER, OUTAGE_RATE = 5.0, 8.0, 500
-OPERATIONS = ("latency", "load", "profile-server")
+OPERATIONS = ("latency", "load", "profile-server", "bare-server")
 
 
 # -- helpers shared by both sides --------------------------------------------------------------------
@@ -477,9 +479,45 @@ def profile_server_worker(repo: Path, out: Path) -> None:
         profiler.dump_stats(out)
 
 
+def bare_server_worker(port: int, reuse_port: bool) -> None:
+    """The smallest grpc.aio server: every method answers an empty message, with no (de)serializers,
+    interceptors or handler work, on the feature server's event loop (uvloop where installed). Its
+    calls/s under the same load are what gRPC's Python runtime allows on this machine, whatever the
+    handler does."""
+    import grpc
+    from featurestore_server.app import event_loop_runner
+
+    async def empty(request: bytes, context: Any) -> bytes:
+        return b""
+
+    class AnyMethod(grpc.GenericRpcHandler):
+        handler = grpc.unary_unary_rpc_method_handler(empty)
+
+        def service(self, handler_call_details: Any) -> Any:
+            return self.handler
+
+    async def serve() -> None:
+        server = grpc.aio.server(options=[("grpc.so_reuseport", 1 if reuse_port else 0)])
+        server.add_generic_rpc_handlers((AnyMethod(),))
+        bound = server.add_insecure_port(f"127.0.0.1:{port}")
+        await server.start()
+        print(f"Serving bare gRPC on 127.0.0.1:{bound}", flush=True)
+        stop = asyncio.Event()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            asyncio.get_running_loop().add_signal_handler(signum, stop.set)
+        await stop.wait()
+        await server.stop(None)
+
+    with event_loop_runner() as runner:
+        runner.run(serve())
+
+
 def worker_main(op: str, config: Path, spec: dict[str, Any]) -> None:
     if op == "profile-server":
         profile_server_worker(Path(spec["repo"]), Path(spec["out"]))
+        return
+    if op == "bare-server":
+        bare_server_worker(int(spec["port"]), bool(spec["reuse_port"]))
         return
     cfg = json.loads(config.read_text())
     if op == "latency":
@@ -530,16 +568,12 @@ def rss_mb(pid: int) -> float | None:
     return None
 
 
-class FeatureServer:
-    """One ``featurestore serve`` subprocess; ready once it printed ``Serving ... on HOST:PORT``."""
+class ServingProcess:
+    """A server subprocess, ready once it printed ``Serving ... on HOST:PORT``; loopback only."""
 
-    def __init__(self, repo: Path, log_path: Path, profile_out: Path | None = None,
-                 extra: tuple[str, ...] = ()) -> None:
-        cmd = [str(FEATURESTORE), "serve", "--repo", str(repo), "--port", "0", "--log-level", "warning",
-               "--drain-seconds", "2", *extra]
-        if profile_out is not None:  # the same server in this script's worker, under cProfile
-            cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", "profile-server", "--spec",
-                   json.dumps({"repo": str(repo), "out": str(profile_out)})]
+    what = "the server"
+
+    def __init__(self, cmd: list[str], log_path: Path) -> None:
         self.command = " ".join(Path(c).name if i == 0 else c for i, c in enumerate(cmd))
         self.log_path = log_path
         self._log = open(log_path, "w")  # noqa: SIM115 - closed in stop()
@@ -565,10 +599,10 @@ class FeatureServer:
                 break
             if line is None or time.monotonic() > deadline:
                 self.stop()
-                raise RuntimeError(f"the feature server did not start: {self.log_tail()}")
+                raise RuntimeError(f"{self.what} did not start: {self.log_tail()}")
         if self.host not in ("127.0.0.1", "localhost", "::1"):
             self.stop()
-            raise RuntimeError(f"the feature server bound {self.host}, not loopback")
+            raise RuntimeError(f"{self.what} bound {self.host}, not loopback")
         self.pid = self.proc.pid
 
     @property
@@ -586,6 +620,50 @@ class FeatureServer:
         terminate(self.proc, 15)
         self._log.close()
         return self.proc.returncode
+
+
+class FeatureServer(ServingProcess):
+    """One ``featurestore serve`` subprocess."""
+
+    what = "the feature server"
+
+    def __init__(self, repo: Path, log_path: Path, profile_out: Path | None = None,
+                 extra: tuple[str, ...] = ()) -> None:
+        cmd = [str(FEATURESTORE), "serve", "--repo", str(repo), "--port", "0", "--log-level", "warning",
+               "--drain-seconds", "2", *extra]
+        if profile_out is not None:  # the same server in this script's worker, under cProfile
+            cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", "profile-server", "--spec",
+                   json.dumps({"repo": str(repo), "out": str(profile_out)})]
+        super().__init__(cmd, log_path)
+
+
+class BareServers:
+    """``processes`` bare gRPC servers (this script's ``bare-server`` worker) sharing one port: the
+    first picks a free port, the others join it with SO_REUSEPORT, as ``--workers`` does."""
+
+    def __init__(self, processes: int, log_dir: Path) -> None:
+        self.procs: list[ServingProcess] = []
+        port = 0
+        try:
+            for i in range(processes):
+                spec = json.dumps({"port": port, "reuse_port": processes > 1})
+                proc = ServingProcess([sys.executable, str(Path(__file__).resolve()), "--worker", "bare-server",
+                                       "--spec", spec], log_dir / f"bare-server-{processes}-{i}.log")
+                proc.what = "the bare gRPC server"
+                self.procs.append(proc)
+                port = proc.port
+        except BaseException:
+            self.stop()
+            raise
+        self.target = self.procs[0].target
+
+    def cpu_seconds(self) -> float | None:
+        times = [process_cpu(p.pid) for p in self.procs]
+        return None if None in times else sum(t for t in times if t is not None)
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            proc.stop()
 
 
 class Generators:
@@ -839,36 +917,62 @@ def run_native(repo: Path, valkey: Server, cfg: dict[str, Any], workdir: Path, d
                         print(f"  h2load one at a time, {method}: p50 {m['p50_ms']:.3f} ms, p99 {m['p99_ms']:.3f} ms, "
                               f"answers right: {m['ok']}", flush=True)
             for method in ("health", "online1"):
-                runs = []
-                _h2load(h2load, server.target, METHODS[method], bodies[method], folder / "warm-up.log",
-                        clients=NATIVE_CONNECTIONS, calls=NATIVE_CONNECTIONS * 20)  # untimed: connect, warm up
-                for rep in range(repeat):
-                    a: dict[str, Any] = {"server": _family_cpu(server.pid), "valkey": _valkey_cpu(valkey),
-                                         "wall": time.perf_counter()}
-                    r = _h2load(h2load, server.target, METHODS[method], bodies[method],
-                                folder / f"throughput-{workers}-{method}-{rep}.log", clients=NATIVE_CONNECTIONS,
-                                duration=duration)
-                    wall = time.perf_counter() - a["wall"]
-                    server_cpu, valkey_cpu = _family_cpu(server.pid), _valkey_cpu(valkey)
-                    r["ok"] = _native_ok(r, expected[method])
-                    r["server_cores"] = None if server_cpu is None else (server_cpu - a["server"]) / wall
-                    r["valkey_cores"] = None if valkey_cpu is None else (valkey_cpu - a["valkey"]) / wall
-                    r["h2load_cores"] = r["h2load_cpu_s"] / wall
-                    runs.append(r)
-                key = f"{method}_{workers}"
-                results["throughput"][key] = {"workers": workers, "method": method, "runs": runs,
-                                              **_native_median(runs)}
-                t = results["throughput"][key]
-                t["server_us_per_call"] = t["server_cores"] / t["rps"] * 1e6 if t["rps"] else None
+                t = _native_throughput(h2load, server.target, METHODS[method], bodies[method], expected[method],
+                                       functools.partial(_family_cpu, server.pid), valkey,
+                                       folder / f"{workers}-{method}", duration, repeat)
+                results["throughput"][f"{method}_{workers}"] = {"workers": workers, "method": method, **t}
                 if log:
-                    print(f"  h2load {NATIVE_CONNECTIONS} connections, {workers} server process(es), {method}: "
-                          f"{t['rps']:,.0f} req/s, p99 {t['p99_ms']:.2f} ms, server {t['server_cores']:.2f} cores "
-                          f"({t['server_us_per_call']:.0f} us/call), h2load {t['h2load_cores']:.2f}, answers right: "
-                          f"{t['ok']}", flush=True)
+                    _print_native_throughput(f"{workers} server process(es), {method}", t)
         finally:
             server.stop()
+    # The ceiling of gRPC's Python runtime on this machine: the same load against the smallest server.
+    for workers in (1, 2):
+        bare = BareServers(workers, workdir)
+        try:
+            time.sleep(0.2)
+            with grpc.insecure_channel(bare.target) as channel:
+                call = channel.unary_unary(METHODS["health"], request_serializer=None, response_deserializer=None)
+                expected["bare"] = len(call(b"", timeout=CALL_TIMEOUT)) + 5
+            t = _native_throughput(h2load, bare.target, METHODS["health"], bodies["health"], expected["bare"],
+                                   bare.cpu_seconds, valkey, folder / f"{workers}-bare", duration, repeat)
+            results["throughput"][f"bare_{workers}"] = {"workers": workers, "method": "bare", **t}
+            if log:
+                _print_native_throughput(f"{workers} bare grpc.aio server process(es), empty answer", t)
+        finally:
+            bare.stop()
     results["expected_bytes"] = expected
     return results
+
+
+def _native_throughput(h2load: str, target: str, method: str, body: Path, expected: int,
+                       server_cpu: Callable[[], float | None], valkey: Server | None, logs: Path, duration: float,
+                       repeat: int) -> dict[str, Any]:
+    """``repeat`` h2load runs of ``duration`` seconds over NATIVE_CONNECTIONS connections after an
+    untimed warm-up, with the server's and Valkey's CPU over each run; their medians and the runs."""
+    _h2load(h2load, target, method, body, logs.with_name(logs.name + "-warm-up.log"), clients=NATIVE_CONNECTIONS,
+            calls=NATIVE_CONNECTIONS * 20)  # connect, warm up
+    runs = []
+    for rep in range(repeat):
+        before, valkey_before, start = server_cpu(), _valkey_cpu(valkey), time.perf_counter()
+        r = _h2load(h2load, target, method, body, logs.with_name(f"{logs.name}-{rep}.log"),
+                    clients=NATIVE_CONNECTIONS, duration=duration)
+        wall = time.perf_counter() - start
+        after, valkey_after = server_cpu(), _valkey_cpu(valkey)
+        r["ok"] = _native_ok(r, expected)
+        r["server_cores"] = None if before is None or after is None else (after - before) / wall
+        r["valkey_cores"] = None if valkey_before is None or valkey_after is None else (
+            (valkey_after - valkey_before) / wall)
+        r["h2load_cores"] = r["h2load_cpu_s"] / wall
+        runs.append(r)
+    t = {"runs": runs, **_native_median(runs)}
+    t["server_us_per_call"] = t["server_cores"] / t["rps"] * 1e6 if t.get("server_cores") and t["rps"] else None
+    return t
+
+
+def _print_native_throughput(what: str, t: dict[str, Any]) -> None:
+    print(f"  h2load {NATIVE_CONNECTIONS} connections, {what}: {t['rps']:,.0f} req/s, p99 {t['p99_ms']:.2f} ms, "
+          f"server {t.get('server_cores', 0):.2f} cores ({t['server_us_per_call'] or 0:.0f} us/call), "
+          f"h2load {t['h2load_cores']:.2f}, answers right: {t['ok']}", flush=True)
 
 
 def _native_ok(r: dict[str, Any], expected_bytes: int) -> bool:
@@ -1377,7 +1481,7 @@ def _format_native(native: dict[str, Any] | None) -> list[str]:
         return [f"native load generator: skipped: {native['skipped']}", ""]
     lines = []
     labels = {"health": "health check (transport floor)", "online1": "GetOnlineFeatures 1 x 19",
-              "online100": "GetOnlineFeatures 100 x 19"}
+              "online100": "GetOnlineFeatures 100 x 19", "bare": "bare grpc.aio server, empty answer"}
     title = "h2load, one call at a time (median of rounds)"
     header = f"{title:<48}{'p50 ms':>8}{'p99 ms':>8}{'max ms':>8}{'target':>8}{'x target':>9}{'right':>7}"
     lines += [header, "-" * len(header)]
@@ -1394,8 +1498,8 @@ def _format_native(native: dict[str, Any] | None) -> list[str]:
     for t in thr.values():
         floor = thr.get(f"health_{t['workers']}")
         label = f"{labels[t['method']]}, {t['workers']} process{'es' if t['workers'] > 1 else ''}"
-        is_floor = t["method"] == "health"
-        xt = "-" if t["method"] != "online1" else f"{t['rps'] / TARGET_RPS:.2f}"
+        is_floor = t["method"] in ("health", "bare")
+        xt = "-" if t["method"] == "health" else f"{t['rps'] / TARGET_RPS:.2f}"
         xh = "-" if is_floor or not floor else f"{t['rps'] / floor['rps']:.2f}"
         lines.append(f"{label:<48}{t['rps']:>9,.0f}{t['p50_ms']:>8.2f}{t['p99_ms']:>8.2f}{xh:>7}{xt:>7}"
                      f"{t['server_cores']:>10.2f}{t['server_us_per_call'] or 0:>8.0f}{t['h2load_cores']:>7.2f}"
@@ -1404,7 +1508,10 @@ def _format_native(native: dict[str, Any] | None) -> list[str]:
                  "100), gRPC headers; right: every answer had the right message size (h2load sees only HTTP "
                  "statuses, and a gRPC error has no message); x hc: req/s over the health check's with the same "
                  "generator and server processes; x 5k: over the 5,000 req/s target; server cores and us/call "
-                 "include the worker process; latency: the first tenth of each round's calls apart.")
+                 "include the worker process; latency: the first tenth of each round's calls apart. The bare "
+                 "server is the smallest grpc.aio server (every method answers an empty message: no "
+                 "(de)serializers, interceptors or handler work) on the same event loop: what gRPC's Python "
+                 "runtime allows on this machine with this generator, whatever a handler does.")
     lines.append("")
     return lines
 
