@@ -571,9 +571,8 @@ def rss_mb(pid: int) -> float | None:
 class ServingProcess:
     """A server subprocess, ready once it printed ``Serving ... on HOST:PORT``; loopback only."""
 
-    what = "the server"
-
-    def __init__(self, cmd: list[str], log_path: Path) -> None:
+    def __init__(self, cmd: list[str], log_path: Path, what: str = "the server") -> None:
+        self.what = what
         self.command = " ".join(Path(c).name if i == 0 else c for i, c in enumerate(cmd))
         self.log_path = log_path
         self._log = open(log_path, "w")  # noqa: SIM115 - closed in stop()
@@ -625,8 +624,6 @@ class ServingProcess:
 class FeatureServer(ServingProcess):
     """One ``featurestore serve`` subprocess."""
 
-    what = "the feature server"
-
     def __init__(self, repo: Path, log_path: Path, profile_out: Path | None = None,
                  extra: tuple[str, ...] = ()) -> None:
         cmd = [str(FEATURESTORE), "serve", "--repo", str(repo), "--port", "0", "--log-level", "warning",
@@ -634,7 +631,7 @@ class FeatureServer(ServingProcess):
         if profile_out is not None:  # the same server in this script's worker, under cProfile
             cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", "profile-server", "--spec",
                    json.dumps({"repo": str(repo), "out": str(profile_out)})]
-        super().__init__(cmd, log_path)
+        super().__init__(cmd, log_path, "the feature server")
 
 
 class BareServers:
@@ -648,8 +645,8 @@ class BareServers:
             for i in range(processes):
                 spec = json.dumps({"port": port, "reuse_port": processes > 1})
                 proc = ServingProcess([sys.executable, str(Path(__file__).resolve()), "--worker", "bare-server",
-                                       "--spec", spec], log_dir / f"bare-server-{processes}-{i}.log")
-                proc.what = "the bare gRPC server"
+                                       "--spec", spec], log_dir / f"bare-server-{processes}-{i}.log",
+                                      "the bare gRPC server")
                 self.procs.append(proc)
                 port = proc.port
         except BaseException:

@@ -44,6 +44,14 @@ def test_bare_servers_share_one_port_answer_every_method_empty_and_stop(tmp_path
     assert not [pid for pid in pids if _alive(pid)]
 
 
+def test_a_server_that_does_not_start_is_named_with_the_end_of_its_log(tmp_path: Path) -> None:
+    import serving
+
+    crash = [sys.executable, "-c", "import sys; print('address already in use', file=sys.stderr); sys.exit(3)"]
+    with pytest.raises(RuntimeError, match="the bare gRPC server did not start: address already in use"):
+        serving.ServingProcess(crash, tmp_path / "bare.log", "the bare gRPC server")
+
+
 @pytest.mark.slow
 def test_serving_benchmark_xs_smoke(tmp_path: Path) -> None:
     out = tmp_path / "serving.json"
