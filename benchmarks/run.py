@@ -68,7 +68,7 @@ import online
 import serving
 import training_set
 from online import Server, materialize_once, set_online_url
-from serving import FeatureServer, _alive, _popen_kwargs, write_config
+from serving import FeatureServer, _popen_kwargs, write_config
 from training_set import (
     EXAMPLE_REPO,
     REPO_FILES,
@@ -862,6 +862,8 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
     if report:
         report["load"]["load_average_end"] = list(os.getloadavg())
         report["started_pids"] = run.started
+        from featurestore.online.embedded import _alive
+
         report["left_running"] = [pid for pid in run.started if _alive(pid)]
         report["elapsed_s"] = time.perf_counter() - began
         report["figures"] = compare_report.figures(report)

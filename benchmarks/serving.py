@@ -1674,19 +1674,13 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
     if report:
         report["machine_load"]["load_average_end"] = list(os.getloadavg())
         time.sleep(0.2)
+        from featurestore.online.embedded import _alive
+
         report["left_running"] = [pid for pid in started_pids if _alive(pid)]
         end_commit = machine_info()["git_commit"]
         if end_commit != report["machine"]["git_commit"]:  # others commit while it runs
             report["machine"]["git_commit_at_end"] = end_commit
     return report
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state != "Z"
 
 
 def _exit_on_sigterm(signum: int, frame: Any) -> None:

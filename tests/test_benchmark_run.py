@@ -14,18 +14,12 @@ from pathlib import Path
 
 import pytest
 
+from featurestore.online.embedded import _alive
+
 ROOT = Path(__file__).resolve().parent.parent
 FIGURES = {"import", "cold_start", "apply", "training_s", "training_mb", "materialize_rate", "materialize_mb", "inproc1_p50",
            "inproc1_p99", "inproc100_p50", "inproc100_p99", "server1_p50", "server1_p99", "server100_p50",
            "server100_p99"}
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state != "Z"
 
 
 @pytest.mark.slow

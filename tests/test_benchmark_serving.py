@@ -12,16 +12,10 @@ from pathlib import Path
 import grpc
 import pytest
 
+from featurestore.online.embedded import _alive
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state != "Z"
 
 
 def test_bare_servers_share_one_port_answer_every_method_empty_and_stop(tmp_path: Path) -> None:
